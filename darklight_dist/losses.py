@@ -12,13 +12,20 @@ import torch
 import torch.nn.functional as F
 
 Parts = dict[str, torch.Tensor]
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits (autocast) are widened to fp32 for the softmax; fp32/fp64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 LossFn = Callable[[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]], tuple[torch.Tensor, Parts]]
 
 
 def kl_div(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Mean over the batch of KL(softmax(t/T) || softmax(s/T)), summed over classes (no T² factor)."""
-    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    log_p_t = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    log_p_s = F.log_softmax(_wide(student_logits) / temperature, dim=-1)
+    log_p_t = F.log_softmax(_wide(teacher_logits) / temperature, dim=-1)
     return (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()
 
 
@@ -27,8 +34,8 @@ def label_ce(student_logits: torch.Tensor, labels: torch.Tensor, label_smoothing
     if labels.dtype.is_floating_point:  # mixed targets: smooth the distribution, then soft CE
         n = student_logits.shape[-1]
         target = labels * (1.0 - label_smoothing) + label_smoothing / n
-        return -(target * F.log_softmax(student_logits.float(), -1)).sum(-1).mean()
-    return F.cross_entropy(student_logits.float(), labels, label_smoothing=label_smoothing)
+        return -(target * F.log_softmax(_wide(student_logits), -1)).sum(-1).mean()
+    return F.cross_entropy(_wide(student_logits), labels, label_smoothing=label_smoothing)
 
 
 def _mix(kd: torch.Tensor, alpha: float, student_logits: torch.Tensor, labels: Optional[torch.Tensor],
@@ -53,7 +60,7 @@ def soft_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
 def hard_kd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: Optional[torch.Tensor], *,
             alpha: float = 0.5, label_smoothing: float = 0.0, **_: float) -> tuple[torch.Tensor, Parts]:
     """DeiT (Touvron et al. 2021, eq. 3): alpha * CE(s, argmax t) + (1 - alpha) * CE(s, y); alpha=0.5 averages."""
-    kd = F.cross_entropy(student_logits.float(), teacher_logits.argmax(-1))
+    kd = F.cross_entropy(_wide(student_logits), teacher_logits.argmax(-1))
     return _mix(kd, alpha, student_logits, labels, label_smoothing)
 
 

@@ -100,7 +100,10 @@ class TorchvisionLoader:
         self.sampler.start = self.position * self.batch_size
         dl = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
                                          num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                                         persistent_workers=False)
+                                         persistent_workers=False,
+                                         # its own generator: creating an iterator must not draw from the
+                                         # global RNG, or a resumed run's dropout masks would differ
+                                         generator=torch.Generator().manual_seed(self.sampler.seed))
         for x, y, idx, err in dl:
             bad = [e for e in err if e]
             if bad:
