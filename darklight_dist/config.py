@@ -82,8 +82,9 @@ class DistillConfig:
     temperature: float = option(1.0, "--kd-temperature", "softmax temperature T of the distillation term")
     alpha: float = option(0.5, "--kd-alpha", "weight of the distillation term; 1 - alpha weighs the label term")
     label_smoothing: float = option(0.0, "--label-smoothing", "label smoothing of the label term")
-    mixup_alpha: float = option(0.0, "--mixup-alpha", "Beta(a, a) mixup; 0 = off (fm defaults to 1.0)")
-    cutmix_alpha: float = option(0.0, "--cutmix-alpha", "Beta(a, a) cutmix; 0 = off")
+    mixup_alpha: Optional[float] = option(None, "--mixup-alpha", "Beta(a, a) mixup; 0 = off "
+                                          "(default: 1.0 for --kd fm as in Beyer et al., else off)")
+    cutmix_alpha: Optional[float] = option(None, "--cutmix-alpha", "Beta(a, a) cutmix; 0 = off")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from .cli import to_toml
 from .config import Config
 from .data import DataBundle, build_loaders
 from .data.batch import Batch
+from .data.mixing import Mixer, mixing_alphas
 from .distributed import DistEnv
 from .errors import CheckpointError, ConfigError, NonFiniteLossError
 from .evaluation import evaluate
@@ -77,6 +78,9 @@ class Trainer:
         if cfg.distill.kd != "none":
             self.teacher, self.teacher_reason = build_teacher(cfg, teacher if teacher is not None else cfg.teacher.spec,
                                                               num_classes=self.num_classes, device=self.device)
+        mixup, cutmix = mixing_alphas(cfg.distill.kd, cfg.distill.mixup_alpha, cfg.distill.cutmix_alpha)
+        self.mixer = Mixer(mixup_alpha=mixup, cutmix_alpha=cutmix, num_classes=self.num_classes, seed=cfg.run.seed,
+                           rank=env.rank)
         self.loss_fn = build_loss(cfg.distill.kd, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha,
                                   label_smoothing=cfg.distill.label_smoothing)
         self.optimizer = build_optimizer(self.model, cfg.optim)
@@ -144,8 +148,8 @@ class Trainer:
         return self.finish(time.perf_counter() - t0)
 
     def train_step(self, batch: Batch) -> None:
-        """Teacher and student on the same device tensor; loss; backward; optimizer and LR step."""
-        images, targets = batch.images, batch.labels
+        """Mix once; teacher and student on the same device tensor; loss; backward; optimizer and LR step."""
+        images, targets = self.mixer(batch.images, batch.labels)
         with self.metrics.timer.phase("teacher"):
             t_logits = self.teacher(self.teacher_view(images)) if self.teacher is not None else None
         with self.metrics.timer.phase("student"):
@@ -231,7 +235,8 @@ class Trainer:
         """Checkpoint, never over a non-finite loss."""
         self._check_finite()
         self.checkpointer.save(self.step, self.state_dict(), self.student.state_dict(),
-                               {"rng": rng_state(), "data": self.data.train.state_dict()})
+                               {"rng": rng_state(), "data": self.data.train.state_dict(),
+                                "mixer": self.mixer.state_dict()})
 
     def resume(self) -> None:
         """Restore the latest (or given) checkpoint, refusing one from another teacher or model."""
@@ -256,6 +261,7 @@ class Trainer:
         if per_rank is not None:
             set_rng_state(per_rank["rng"])
             self.data.train.load_state_dict(per_rank["data"])
+            self.mixer.load_state_dict(per_rank["mixer"])
         else:
             log.warning("checkpoint %s was written by %s ranks, this run has %d: resuming at the start of epoch %d "
                         "(the partial epoch is replayed)", path, shared["world_size"], self.env.world_size, self.epoch)
