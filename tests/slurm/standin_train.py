@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
     rank, world = dist.get_rank(), dist.get_world_size()
     node = os.environ.get("SLURMD_NODENAME", socket.gethostname())
     print(f"[standin] rank={rank} world_size={world} node={node} "
+          f"group_rank={os.environ.get('GROUP_RANK', '?')} "
           f"restart={os.environ.get('SLURM_RESTART_COUNT', '0')}", flush=True)
     nodes: list[str] = [""] * world
     dist.all_gather_object(nodes, node)
