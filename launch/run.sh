@@ -2,7 +2,7 @@
 # darklight_dist on one machine: torchrun starts one worker per GPU.
 #
 #   launch/run.sh launch/recipes/digits.toml --max-steps 100
-#   NGPU=8 RECIPE=launch/recipes/imagenet.toml launch/run.sh --epochs 90 --output-dir runs/x
+#   NGPU=8 RECIPE=my_recipe.toml launch/run.sh --epochs 90 --output-dir runs/x
 #
 # Arguments: an optional recipe (*.toml, or RECIPE=...) then trainer flags, unchanged.
 # Environment:
