@@ -11,8 +11,9 @@ slurm-wlm 22.05.8 (which accepts ``slurmd -N`` for several daemons on one host):
   container.
 * ``AuthInfo=cred_expire=5``: a requeued job may not start before the old job's
   credentials expire (120 s by default), far too long for a test.
-* ``bf_interval=1``: the backfill scheduler starts the requeued job within a second of it
-  becoming eligible instead of on its default 30 s cycle.
+* ``sched_interval=1,bf_interval=1``: a requeued job becoming eligible is a change of
+  time, not of state, so nothing wakes the scheduler; the periodic passes (60 s and 30 s
+  by default) then decide when it starts. One second keeps the requeue test short.
 
 Teardown is by PID only: cancel our jobs, stop the three daemons we started, then kill
 any leftover process whose environment names this cluster's ``slurm.conf`` (job steps
@@ -111,7 +112,7 @@ def _slurm_conf(root: Path, ctld_port: int, node_ports: list[int]) -> str:
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_CPU",
         "SchedulerType=sched/backfill",
-        "SchedulerParameters=bf_interval=1",
+        "SchedulerParameters=bf_interval=1,sched_interval=1",
         "MpiDefault=none",
         "SwitchType=switch/none",
         "JobCompType=jobcomp/none",
