@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
     if step:
         print(f"[standin] rank={rank} resumed at step {step}", flush=True)
 
-    stop_reason = "max_steps"
+    stop_reason = "completed"  # the real trainer's word for it
     while step < args.max_steps:
         time.sleep(args.step_seconds)
         flags = torch.tensor([float(stop["signal"] != 0), 1.0])

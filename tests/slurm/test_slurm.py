@@ -98,50 +98,38 @@ def test_two_nodes_rendezvous_world_size_2(slurm_cluster, tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 5
-    assert sorted(summary["nodes"]) == ["n1", "n2"] and summary["stop_reason"] == "max_steps"
+    assert sorted(summary["nodes"]) == ["n1", "n2"] and summary["stop_reason"] == "completed"
     shards = [set(json.loads((out / f"shard-rank{r}.json").read_text())["indices"])
               for r in (0, 1)]
     assert not shards[0] & shards[1] and shards[0] | shards[1] == set(range(64))
 
 
-def test_preemption_usr1_then_scontrol_requeue_resume_from_checkpoints(slurm_cluster, tmp_path):
-    """Two interruptions of one job, each resumed from its checkpoint:
-
-    1. ``scancel --signal=USR1``: the trainer checkpoints and exits 75, and the sbatch
-       script requeues the job;
-    2. ``scontrol requeue``: SLURM sends SIGTERM (the trainer checkpoints again) and
-       requeues the job itself.
-    """
-    max_steps = 24
+def test_scontrol_requeue_checkpoints_and_resumes(slurm_cluster, tmp_path):
+    """``scontrol requeue`` mid-run: SLURM sends SIGTERM to every process of the job, the
+    trainer checkpoints and exits, SLURM requeues the job itself, and the next attempt
+    continues from the checkpoint. (The USR1 path, where the sbatch script requeues, is
+    test_digits_preemption_requeue_resume below, with the real trainer.)"""
+    max_steps = 12
     job, log, out = submit(slurm_cluster, tmp_path, STANDIN,
                            ["--max-steps", str(max_steps), "--step-seconds", "0.2"])
     wait_for(lambda: "[standin] step 3\n" in read_log(log), 60, "step 3", log)
-    slurm_cluster.run(["scancel", "--signal=USR1", job])
-
-    def steps_after_first_resume() -> int:
-        text = read_log(log)
-        return text.split("rank=0 resumed at step", 1)[-1].count("[standin] step ") \
-            if "rank=0 resumed at step" in text else 0
-
-    wait_for(lambda: steps_after_first_resume() >= 3, 60, "3 steps after the requeue", log)
     slurm_cluster.run(["scontrol", "requeue", job])
     info = finished(slurm_cluster, job, log, timeout=90)
     text = read_log(log)
 
-    assert info["Restarts"] == "2", info
-    # Only the USR1 stop goes through the script's requeue; SLURM requeued the second.
-    assert len(re.findall(r"stopped by signal .*: requeueing job", text)) == 1, text
-    resumed = [int(k) for k in re.findall(r"rank=0 resumed at step (\d+)", text)]
-    assert len(resumed) == 2 and 3 <= resumed[0] < resumed[1] < max_steps, resumed
-    # Every attempt continues where the checkpoint left off: no step repeated or skipped.
+    assert info["Restarts"] == "1", info
+    assert "requeueing job" not in text  # SLURM requeued it, not the script
+    stopped_at = int(re.search(r"rank=0 resumed at step (\d+)", text).group(1))
+    assert 3 <= stopped_at < max_steps
+    # The next attempt continues where the checkpoint left off: no step repeated or skipped.
     steps = [int(k) for k in re.findall(r"\[standin\] step (\d+)", text)]
     assert steps == list(range(1, max_steps + 1)), steps
-    assert text.count("summary written") == 3  # once per attempt, by rank 0 only
-    assert len(re.findall(r"\[distill\.sbatch\] node=", text)) == 6  # 2 nodes x 3 attempts
+    assert text.count("summary written") == 2  # once per attempt, by rank 0 only
+    assert len(re.findall(r"\[distill\.sbatch\] node=", text)) == 4  # 2 nodes x 2 attempts
 
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["steps"] == max_steps and summary["stop_reason"] == "max_steps"
-    assert summary["interruptions"] == 2 and summary["restarts"] == 2
+    assert summary["steps"] == max_steps and summary["stop_reason"] == "completed"
+    assert summary["interruptions"] == 1 and summary["restarts"] == 1
     assert summary["world_size"] == 2
 
 
@@ -158,7 +146,9 @@ def _real_trainer_missing() -> str | None:
 real_trainer = pytest.mark.skipif(_real_trainer_missing() is not None,
                                   reason=_real_trainer_missing() or "")
 TRAINER = "darklight_dist.train"
-REAL_FLAGS = ["--device", "cpu", "--seed", "0"]
+# --kd none: these tests are about the cluster mechanics, and the builtin digits teacher
+# needs trained weights (`--teacher builtin:digits-teacher --teacher-weights FILE`).
+REAL_FLAGS = ["--device", "cpu", "--seed", "0", "--kd", "none"]
 
 
 @real_trainer
@@ -178,17 +168,25 @@ def test_digits_recipe_on_two_nodes(slurm_cluster, tmp_path):
 @real_trainer
 def test_digits_preemption_requeue_resume(slurm_cluster, tmp_path):
     """Acceptance: USR1 mid-run -> checkpoint, exit 75, requeue, resume, right step count."""
-    max_steps = 400  # long enough on CPU that the signal lands mid-run
+    max_steps = 60  # the signal goes out at the first metrics line (step 5)
     job, log, out = submit(slurm_cluster, tmp_path, TRAINER,
-                           [str(DIGITS_RECIPE), "--max-steps", str(max_steps),
-                            "--ckpt-every-steps", "50", *REAL_FLAGS])
+                           [str(DIGITS_RECIPE), "--max-steps", str(max_steps), "--log-every-steps",
+                            "5", "--ckpt-every-steps", "20", *REAL_FLAGS])
     metrics = out / "log.jsonl"
-    wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, 100, "first step", log)
+    wait_for(lambda: metrics.exists() and metrics.stat().st_size > 0, 100, "first metrics", log)
     slurm_cluster.run(["scancel", "--signal=USR1", job])
     info = finished(slurm_cluster, job, log, timeout=150)
     text = read_log(log)
+
     assert info["Restarts"] == "1", info
     assert re.search(r"stopped by signal .*: requeueing job", text), text
+    stopped_at = int(re.search(r"resumed from \S+ at step (\d+)", text).group(1))
+    assert 5 <= stopped_at < max_steps, text
+    assert len(re.findall(r"\[distill\.sbatch\] node=", text)) == 4  # 2 nodes x 2 attempts
     summary = json.loads((out / "summary.json").read_text())
     assert summary["steps"] == max_steps and summary["world_size"] == 2
-    assert summary["interruptions"] == 1 and summary["restarts"] >= 1
+    assert summary["stop_reason"] == "completed" and summary["interruptions"] == 1
+    # summary "restarts" counts torchrun restarts; SLURM's requeues are scontrol's Restarts.
+    assert summary["resumed_from"].endswith(f"step_{stopped_at:08d}")
+    logged = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert max(r["step"] for r in logged if r.get("type") == "train") == max_steps
