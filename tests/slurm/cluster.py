@@ -46,6 +46,17 @@ def missing_binaries() -> list[str]:
     return [b for b in SLURM_BINARIES if shutil.which(b, path=search) is None]
 
 
+def unavailable_reason() -> str | None:
+    """Why this machine cannot run the private cluster, or None when it can."""
+    missing = missing_binaries()
+    if missing:
+        return (f"SLURM binaries not installed ({', '.join(missing)}); "
+                "run tests/slurm/install_slurm.sh as root (apt: slurm-wlm munge)")
+    if os.geteuid() != 0:
+        return "the private SLURM cluster runs slurmd as SlurmUser=root: needs root"
+    return None
+
+
 def free_ports(count: int) -> list[int]:
     """Ports free on 127.0.0.1 right now; all held open together so they are distinct."""
     socks = []
@@ -229,7 +240,7 @@ class LocalSlurmCluster:
             parts.append(f"== {f.name}\n" + "\n".join(text[-15:]))
         return "\n".join(parts)
 
-    def _leftover_pids(self, include_daemon_children: bool = True) -> list[int]:
+    def leftover_pids(self, include_daemon_children: bool = True) -> list[int]:
         """Processes (job steps, trainers) that carry this cluster's SLURM_CONF.
 
         The daemons' own children (slurmctld's slurmscriptd) carry it too; they go
@@ -256,7 +267,7 @@ class LocalSlurmCluster:
         if self.jobs:
             self.run(["scancel", *self.jobs], check=False)
             deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and self._leftover_pids(False):
+            while time.monotonic() < deadline and self.leftover_pids(False):
                 time.sleep(0.5)
         for p in reversed(self.daemons):  # slurmd first, then slurmctld
             if p.poll() is None:
@@ -267,7 +278,7 @@ class LocalSlurmCluster:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        for pid in self._leftover_pids():
+        for pid in self.leftover_pids():
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

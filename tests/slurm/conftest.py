@@ -7,23 +7,19 @@ finalizer, whatever the tests did.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from tests.slurm.cluster import LocalSlurmCluster, missing_binaries
+from tests.slurm.cluster import LocalSlurmCluster, unavailable_reason
 
 
 @pytest.fixture(scope="module")
 def slurm_cluster() -> Iterator[LocalSlurmCluster]:
     """A running cluster (nodes n1, n2, partition debug); SLURM_CONF is in ``.env``."""
-    missing = missing_binaries()
-    if missing:
-        pytest.skip(f"SLURM binaries not installed ({', '.join(missing)}); "
-                    "run tests/slurm/install_slurm.sh as root (apt: slurm-wlm munge)")
-    if os.geteuid() != 0:
-        pytest.skip("the private SLURM cluster runs slurmd as SlurmUser=root: needs root")
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
     cluster = LocalSlurmCluster.start()
     try:
         yield cluster

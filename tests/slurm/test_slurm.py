@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm.cluster import LocalSlurmCluster, free_ports
+from tests.slurm.cluster import LocalSlurmCluster, free_ports, unavailable_reason
 
 pytestmark = pytest.mark.slurm
 
@@ -131,6 +131,26 @@ def test_scontrol_requeue_checkpoints_and_resumes(slurm_cluster, tmp_path):
     assert summary["steps"] == max_steps and summary["stop_reason"] == "completed"
     assert summary["interruptions"] == 1 and summary["restarts"] == 1
     assert summary["world_size"] == 2
+
+
+def test_teardown_leaves_no_process_behind(tmp_path):
+    """stop() during a running two-node job: daemons, job steps and the job's own
+    processes are all gone afterwards, and the cluster's directory is removed."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    cluster = LocalSlurmCluster.start()
+    try:
+        job = cluster.sbatch(["--nodes=2", "--output=/dev/null", "--wrap", "srun sleep 300"],
+                             cwd=tmp_path)
+        wait_for(lambda: cluster.job_info(job)["JobState"] == "RUNNING"
+                 and len(cluster.leftover_pids(False)) >= 3, 30, "sleeping job",
+                 tmp_path / "none")
+    finally:
+        cluster.stop()
+    assert all(p.poll() is not None for p in cluster.daemons)
+    assert cluster.leftover_pids() == []
+    assert not cluster.root.exists()
 
 
 # ------------------------------------------------------------------ the real trainer
