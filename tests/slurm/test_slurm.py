@@ -1,9 +1,11 @@
 """slurm/distill.sbatch on a real two-node SLURM cluster (loopback, see cluster.py).
 
-The stand-in trainer (tests/slurm/standin_train.py) proves the cluster mechanics:
-two nodes, one torchrun agent each, c10d rendezvous on the head node's address, USR1
-preemption, requeue, resume. The same tests against the real trainer are at the end;
-they are skipped until ``darklight_dist.train`` exists.
+The stand-in trainer (tests/slurm/standin_train.py) proves the cluster mechanics on
+their own: two nodes, one torchrun agent each, c10d rendezvous on the head node's
+address, requeue by SLURM, resume. The real trainer (``darklight_dist.train`` with the
+digits recipe) runs the acceptance tests at the end: a two-node run, and USR1
+preemption with the sbatch script's requeue. Those skip, saying why, if the trainer or
+the recipe is missing.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,10 +55,12 @@ def submit(cluster: LocalSlurmCluster, tmp_path: Path, module: str,
 
 
 def read_log(log: Path) -> str:
+    """The job's log so far (SLURM creates it when the job starts)."""
     return log.read_text(errors="replace") if log.exists() else ""
 
 
-def wait_for(predicate, timeout: float, what: str, log: Path) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, log: Path) -> None:
+    """Poll until predicate() holds; on timeout fail with the job log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -70,7 +75,8 @@ def assert_two_nodes(text: str) -> None:
     assert sorted(nodes) == [("n1", "0"), ("n2", "1")], text
 
 
-def finished(cluster: LocalSlurmCluster, job: str, log: Path, timeout: float) -> dict:
+def finished(cluster: LocalSlurmCluster, job: str, log: Path, timeout: float) -> dict[str, str]:
+    """Wait for the job's end; it must be COMPLETED with exit 0:0. Returns scontrol's fields."""
     info = cluster.wait_job(job, timeout)
     assert info["JobState"] == "COMPLETED" and info["ExitCode"] == "0:0", (
         f"{info}\n{read_log(log)}\n{cluster.logs()}")
