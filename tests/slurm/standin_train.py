@@ -37,6 +37,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--step-seconds", type=float, default=0.2,
                    help="how long one fake step takes (gives a test time to signal)")
     p.add_argument("--dataset-size", type=int, default=64)
+    p.add_argument("--stop-ckpt-seconds", type=float, default=0.0,
+                   help="how long the checkpoint on a stop signal takes (a big model's save)")
     args, _unknown = p.parse_known_args(argv)  # trainer flags we do not model
     return args
 
@@ -110,6 +112,8 @@ def main(argv: list[str]) -> int:
             save_checkpoint(out, step, interruptions)
 
     if rank == 0:
+        if stop_reason == "signal":
+            time.sleep(args.stop_ckpt_seconds)
         save_checkpoint(out, step, interruptions)
         summary = {
             "steps": step, "world_size": world, "nodes": nodes, "stop_reason": stop_reason,

@@ -116,8 +116,11 @@ def test_scontrol_requeue_checkpoints_and_resumes(slurm_cluster, tmp_path):
     continues from the checkpoint. (The USR1 path, where the sbatch script requeues, is
     test_digits_preemption_requeue_resume below, with the real trainer.)"""
     max_steps = 12
+    # A 2 s save on stop: torchrun forwards SIGTERM and waits for it, SLURM's KillWait
+    # (10 s here) leaves room, and the resume below proves the save completed.
     job, log, out = submit(slurm_cluster, tmp_path, STANDIN,
-                           ["--max-steps", str(max_steps), "--step-seconds", "0.2"])
+                           ["--max-steps", str(max_steps), "--step-seconds", "0.2",
+                            "--stop-ckpt-seconds", "2"])
     wait_for(lambda: "[standin] step 3\n" in read_log(log), 60, "step 3", log)
     slurm_cluster.run(["scontrol", "requeue", job])
     info = finished(slurm_cluster, job, log, timeout=90)
