@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
@@ -76,23 +77,40 @@ def dali_to_torch(output: Any, layout: str) -> torch.Tensor:
 _FAILED_SAMPLE = re.compile(r"Failed to decode sample[^:]*:\s*(.+)")
 _MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"BM", b"II*\x00", b"MM\x00*", b"RIFF", b"P1", b"P2", b"P3", b"P4", b"P5",
           b"P6")
+SUSPECT_BUDGET_S = 30.0
+"""Time the error path may spend looking for the file DALI did not name."""
 
 
-def _not_images(paths: list[str], limit: int = 5) -> list[str]:
-    """Files whose first bytes are no known image signature (cheap: 16 bytes each)."""
-    bad = []
-    for p in paths:
-        try:
-            with open(p, "rb") as f:
-                head = f.read(16)
-        except OSError:
-            bad.append(p)
-        else:
-            if not head.startswith(_MAGIC):
-                bad.append(p)
-        if len(bad) >= limit:
-            break
-    return bad
+def _suspect(path: str) -> Optional[str]:
+    """Why a file looks undecodable from its first and last bytes, or None (cheap: two small reads)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+            f.seek(max(0, os.path.getsize(path) - 64))
+            tail = f.read().rstrip(b"\x00\r\n ")
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if not head.startswith(_MAGIC):
+        return "not an image"
+    if head.startswith(b"\xff\xd8") and not tail.endswith(b"\xff\xd9"):
+        return "truncated JPEG (no end marker)"
+    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def find_suspects(paths: list[str], limit: int = 5, budget_s: float = SUSPECT_BUDGET_S) -> tuple[list[str], bool]:
+    """Up to `limit` 'path (reason)' strings, and whether every path was checked within the time budget."""
+    found, start = [], time.monotonic()
+    for k, p in enumerate(paths):
+        why = _suspect(p)
+        if why:
+            found.append(f"{p} ({why})")
+            if len(found) >= limit:
+                return found, True
+        if k % 256 == 0 and time.monotonic() - start > budget_s:
+            return found, False
+    return found, True
 
 
 class DaliLoader:
@@ -216,9 +234,14 @@ class DaliLoader:
         if m:
             return DataError(f"cannot decode image {m.group(1).strip()}. {hint}")
         if "decod" in msg or "nvImageCodec" in msg:
-            culprits = _not_images(list(self.spec.source.paths)) if isinstance(self.spec.source, FileSource) else []
-            what = f"these files are not images: {', '.join(culprits)}" if culprits else "an image could not be decoded"
+            # DALI names the file only when decoding proper fails, not when parsing the header does.
             last = next((ln for ln in reversed(msg.splitlines()) if ln.strip() and "no longer valid" not in ln), "")
+            found, complete = (find_suspects(list(self.spec.source.paths)) if isinstance(self.spec.source, FileSource)
+                               else ([], False))
+            if found:
+                what = f"cannot decode an image; likely culprit(s): {', '.join(found)}"
+            else:
+                what = "cannot decode an image" + ("" if complete else " (no culprit found in the time budget)")
             return DataError(f"{what} (DALI: {last.strip()}). {hint}")
         raise e
 
@@ -255,6 +278,9 @@ def build_dali_loaders(cfg: "Config", *, rank: int, world_size: int, local_rank:
         raise ConfigError("--data-backend dali needs NVIDIA DALI: pip install nvidia-dali-cuda120 "
                           "(or -cuda130), or use --data-backend torchvision.")
     d = cfg.data
+    if d.val_resize_size < d.image_size:
+        raise ConfigError(f"--val-resize-size {d.val_resize_size} is smaller than --image-size {d.image_size}: the "
+                          "validation center crop would not fit.")
     on_gpu = device.type == "cuda"
     decode = resolve_decode(d.dali_decode, device)
 

@@ -99,13 +99,15 @@ def _read(spec: GraphSpec):
     return jpegs, sid
 
 
-def _normalize(images, spec: GraphSpec, mirror=None):
+def _normalize(images, spec: GraphSpec, mirror=None, crop_pos=None):
     """Normalize with the teacher's mean/std, cast, and lay out as CHW or HWC."""
     from nvidia.dali import fn, types
 
     if spec.gpu_output and spec.decode == "cpu":
         images = images.gpu()  # CPU decode + resize, then uint8 crosses to the GPU (4x fewer bytes than fp32)
-    extra: dict = {"mirror": mirror} if mirror is not None else {"crop": (spec.image_size, spec.image_size)}
+    extra: dict = {"mirror": mirror} if mirror is not None else {}
+    if crop_pos is not None:
+        extra.update(crop=(spec.image_size, spec.image_size), crop_pos_x=crop_pos[0], crop_pos_y=crop_pos[1])
     return fn.crop_mirror_normalize(
         images, mean=[255.0 * m for m in spec.mean], std=[255.0 * s for s in spec.std],
         dtype=types.FLOAT16 if spec.gpu_output else types.FLOAT, output_layout=spec.layout, **extra)
@@ -145,12 +147,27 @@ def _val_graph(spec: GraphSpec):
     shape = images.shape(dtype=types.INT32)
     h, w = shape[0], shape[1]
     short = dmath.min(h, w)
-    s = spec.val_resize_size
-    images = fn.resize(images, resize_x=fn.cast((s * w) // short, dtype=types.FLOAT),
-                       resize_y=fn.cast((s * h) // short, dtype=types.FLOAT),
+    s, c = spec.val_resize_size, spec.image_size
+    new_h, new_w = (s * h) // short, (s * w) // short
+    images = fn.resize(images, resize_x=fn.cast(new_w, dtype=types.FLOAT), resize_y=fn.cast(new_h, dtype=types.FLOAT),
                        interp_type=types.INTERP_LINEAR, antialias=True)
-    images = _normalize(images, spec)
-    return images, _index_out(index, spec)
+    return _normalize(images, spec, crop_pos=(_center_anchor(new_w, c), _center_anchor(new_h, c))), _index_out(index, spec)
+
+
+def _center_anchor(extent, crop: int):
+    """torchvision's CenterCrop offset round((extent - crop) / 2) (half to even) as a DALI crop_pos in [0, 1].
+
+    DALI's own crop_pos=0.5 rounds half up, one pixel off torchvision for odd margins.
+    """
+    from nvidia.dali import fn, types
+    import nvidia.dali.math as dmath
+
+    d = extent - crop
+    half = d // 2
+    odd, half_odd = d - 2 * half, half - 2 * (half // 2)
+    anchor = half + odd * half_odd
+    # +0.25 px: the same pixel whether DALI rounds or floors crop_pos * d
+    return (fn.cast(anchor, dtype=types.FLOAT) + 0.25) / fn.cast(dmath.max(d, 1), dtype=types.FLOAT)
 
 
 def _index_out(index, spec: GraphSpec):
