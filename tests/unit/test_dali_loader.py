@@ -196,3 +196,23 @@ def test_unlabeled_train_yields_no_labels(tmp_path, data):
                                   val_files=data[1], layout="nchw")
     b = next(iter(train))
     assert b.labels is None and b.images.shape[0] == 4 and sorted(b.indices.tolist())[-1] < 9
+
+
+def test_decode_choice():
+    from darklight_dist.data.dali import dali_available, resolve_decode
+
+    assert dali_available()
+    assert resolve_decode("mixed", CPU) == "cpu" and resolve_decode("auto", CPU) == "cpu"
+    cuda = torch.device("cuda", 0)
+    assert resolve_decode("auto", cuda) == "mixed" and resolve_decode("cpu", cuda) == "cpu"
+
+
+def test_clear_errors_for_tiny_sets_and_big_batches(data, tmp_path):
+    from darklight_dist.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="fewer than one batch of 64"):
+        loaders(data, 0, 4, batch=64)
+    write_tree(tmp_path / "v", {"a": 1, "b": 1}, seed=9)
+    with pytest.raises(DataError, match="validation set has 2 image"):
+        build_dali_loaders(cfg_for(), rank=0, world_size=4, local_rank=0, device=CPU, train_files=None,
+                           val_files=scan_image_folder(tmp_path / "v"), layout="nchw")
