@@ -6,10 +6,13 @@ Epoch semantics (the same on every rank, as DDP needs equal step counts):
   disjoint and together cover the data set. The train list is permuted once with `--seed`
   (identically on all ranks) before sharding, so each shard is a class-balanced random
   subset; DALI's reader shuffles again inside a buffer each epoch with a per-rank seed.
-- Train: `steps_per_epoch = floor(smallest shard / batch)`, only full batches of real
-  samples. The rest of each rank's reader epoch (its last partial batch and padding, at
-  most two batches) is read and dropped, so every rank runs the same number of steps and
-  the next epoch starts on a fresh reader epoch; what is dropped changes every epoch.
+- Train: every rank takes `m = floor(N / world_size)` samples per epoch (the smallest
+  shard), in `steps_per_epoch = ceil(m / batch)` batches; the last batch is cut to its real
+  samples (a view, no copy), so it has the same size on every rank. This is the torchvision
+  loader's policy too, so both backends run the same steps. A rank whose shard holds m + 1
+  drops one sample per epoch (a different one each epoch, as the shard is reshuffled). The
+  rest of the reader epoch (DALI's padding) is read and dropped, so the next epoch starts
+  on a fresh reader epoch.
 - Val: `steps_per_epoch = ceil(largest shard / batch)` on every rank; DALI pads smaller
   shards by repeating their last sample, and each Batch's `valid` says how many leading
   samples are real, so every validation image counts exactly once across ranks.
@@ -130,12 +133,10 @@ class DaliLoader:
         begin, end = shard_bounds(n, spec.shard_id, spec.num_shards)
         self.shard_size = end - begin
         if spec.train:
-            smallest = n // spec.num_shards
-            self.steps_per_epoch = smallest // spec.batch_size
-            if self.steps_per_epoch == 0:
-                raise ConfigError(f"each of the {spec.num_shards} ranks gets {smallest} training images, fewer than "
-                                  f"one batch of {spec.batch_size}: lower --batch-size or use fewer ranks.")
+            self.samples_per_epoch = n // spec.num_shards  # the smallest shard: equal on every rank
+            self.steps_per_epoch = -(-self.samples_per_epoch // spec.batch_size)
         else:
+            self.samples_per_epoch = self.shard_size
             self.steps_per_epoch = self.reader_batches
         self._epoch = 0
         self._consumed = 0  # batches taken from the pipeline in the current reader epoch
@@ -213,10 +214,14 @@ class DaliLoader:
         images, index = self._run()
         idx = torch.from_dlpack(index.as_tensor()).reshape(-1).long()
         labels = self._labels[idx] if self._labels is not None else None
-        valid = None
-        if not self.spec.train:
-            valid = int(min(max(self.shard_size - k * self.spec.batch_size, 0), self.spec.batch_size))
-        return Batch(dali_to_torch(images, self.layout), labels, indices=idx, valid=valid)
+        x = dali_to_torch(images, self.layout)
+        real = int(min(max(self.samples_per_epoch - k * self.spec.batch_size, 0), self.spec.batch_size))
+        if self.spec.train:
+            if real < len(idx):  # the last train batch: keep the real samples (a view of DALI's memory)
+                x, idx = x[:real], idx[:real]
+                labels = labels[:real] if labels is not None else None
+            return Batch(x, labels, indices=idx, valid=real)
+        return Batch(x, labels, indices=idx, valid=real)  # val: padded batch, `valid` leading samples count
 
     def _finish_reader_epoch(self) -> None:
         """Read and drop the rest of the reader epoch so the next epoch starts on a fresh one."""

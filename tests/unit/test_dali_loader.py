@@ -58,18 +58,22 @@ def loaders(data, rank: int, world: int, layout: str = "nchw", **kw):
 def test_two_nodes_two_ranks_train_epoch_disjoint_and_covering(data):
     train_set, _ = data
     world = 4  # 2 nodes x 2 ranks: global ranks 0..3
-    seen, steps = [], set()
+    seen, steps, sizes = [], set(), set()
     for rank in range(world):
-        train, _ = loaders(data, rank, world)
+        train, _ = loaders(data, rank, world, batch=5)
         steps.add(train.steps_per_epoch)
-        idx = [b.indices.tolist() for b in train]
+        batches = list(train)
+        idx = [b.indices.tolist() for b in batches]
+        sizes.add(tuple(len(b) for b in batches))
+        assert all(b.images.shape[0] == b.labels.shape[0] == len(b.indices) == b.valid for b in batches)
         assert len(idx) == train.steps_per_epoch
         flat = [i for batch in idx for i in batch]
         seen.append(flat)
-    assert steps == {3}, "every rank must run the same number of steps (floor(12 / 4))"
+    assert steps == {3}, "every rank must run the same number of steps (ceil(12 / 5))"
+    assert sizes == {(5, 5, 2)}, "the last batch holds the real samples only, the same count on every rank"
     everything = [i for s in seen for i in s]
     assert len(everything) == len(set(everything)), "a sample was read by two ranks in one epoch"
-    # 50 images, 4 shards of 12 or 13, 3 full batches of 4 per rank: 48 distinct samples, 2 dropped
+    # 50 images, 4 shards of 12 or 13, 12 samples per rank: 48 distinct samples, 2 dropped
     assert len(set(everything)) == 48 and set(everything) <= set(range(len(train_set)))
 
 
@@ -159,14 +163,14 @@ def test_batch_images_share_memory_with_dali_output(data, monkeypatch):
 
 def test_resume_mid_epoch_gives_the_same_next_batches(data):
     train, _ = loaders(data, 1, 2)
-    assert train.steps_per_epoch == 6
+    assert train.steps_per_epoch == 7  # 25 per rank: 6 x 4 + 1
     it = iter(train)
     for _ in range(4):
         next(it)
     buf = io.BytesIO()
     torch.save(train.state_dict(), buf)  # the checkpoint stores it this way, one file per rank
     state = torch.load(io.BytesIO(buf.getvalue()), weights_only=True)
-    expected = [next(it) for _ in range(2)]
+    expected = list(it)  # steps 5, 6 and the one-sample step 7
     train.set_epoch(1)
     expected += list(train)[:3]  # across the epoch boundary too
 
@@ -175,7 +179,7 @@ def test_resume_mid_epoch_gives_the_same_next_batches(data):
     got = list(again)
     again.set_epoch(1)
     got += list(again)[:3]
-    assert len(got) == len(expected) == 5
+    assert len(got) == len(expected) == 6 and len(got[2]) == 1
     for e, g in zip(expected, got):
         assert torch.equal(e.indices, g.indices) and torch.equal(e.labels, g.labels)
         assert torch.equal(e.images, g.images), "augmentation RNG state must be restored too"
@@ -207,11 +211,20 @@ def test_decode_choice():
     assert resolve_decode("auto", cuda) == "mixed" and resolve_decode("cpu", cuda) == "cpu"
 
 
+def _bad_resize(data):
+    cfg = cfg_for()
+    cfg.data.val_resize_size = 8
+    build_dali_loaders(cfg, rank=0, world_size=1, local_rank=0, device=CPU, train_files=None, val_files=data[1],
+                       layout="nchw")
+
+
 def test_clear_errors_for_tiny_sets_and_big_batches(data, tmp_path):
     from darklight_dist.errors import ConfigError, DataError
 
-    with pytest.raises(ConfigError, match="fewer than one batch of 64"):
-        loaders(data, 0, 4, batch=64)
+    train, _ = loaders(data, 0, 4, batch=64)  # a batch larger than the shard: one short batch
+    assert train.steps_per_epoch == 1 and len(next(iter(train))) == 12
+    with pytest.raises(ConfigError, match="smaller than --image-size"):
+        _bad_resize(data)
     write_tree(tmp_path / "v", {"a": 1, "b": 1}, seed=9)
     with pytest.raises(DataError, match="validation set has 2 image"):
         build_dali_loaders(cfg_for(), rank=0, world_size=4, local_rank=0, device=CPU, train_files=None,
