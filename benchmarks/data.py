@@ -131,6 +131,7 @@ def main() -> None:
     gen_s = time.perf_counter() - t0
     sizes = [os.path.getsize(files.root / f) for f in files.files]
     results: dict = {}
+    load_before = os.getloadavg()
     for phase, train in (("train", True), ("val", False)):
         loaders = {b: build(b, files, train, args) for b in ("dali", "torchvision")}
         for b, ld in loaders.items():
@@ -146,7 +147,10 @@ def main() -> None:
                                        "images_per_s_runs": [round(x, 1) for x in v], "images_per_pass": per_pass[b]}
         results[f"{phase}/dali_over_torchvision"] = round(
             results[f"{phase}/dali"]["images_per_s_median"] / results[f"{phase}/torchvision"]["images_per_s_median"], 2)
-    out = {"benchmark": "data", "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+    mach = machine()
+    # other jobs on a shared VM show up here: read the numbers against this
+    mach["load_average_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
+    out = {"benchmark": "data", "date": time.strftime("%Y-%m-%d"), "machine": mach,
            "setup": {"images": len(files), "mean_jpeg_kb": round(sum(sizes) / len(sizes) / 1024, 1),
                      "image_px": "256-480 per side", "batch_size": args.batch_size, "workers": args.workers,
                      "crop": 224, "val_resize": 256, "rounds": args.rounds, "dataset_seconds": round(gen_s, 1)},

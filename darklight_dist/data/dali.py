@@ -20,6 +20,7 @@ Epoch semantics (the same on every rank, as DDP needs equal step counts):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -212,9 +213,11 @@ class DaliLoader:
     def _next_batch(self) -> Batch:
         k = self._consumed
         images, index = self._run()
-        idx = torch.from_dlpack(index.as_tensor()).reshape(-1).long()
+        # DLPack import happens on the current stream of the rank's device (DALI adds the wait there)
+        with torch.cuda.device(self.spec.device_id) if self.spec.gpu_output else contextlib.nullcontext():
+            idx = torch.from_dlpack(index.as_tensor()).reshape(-1).long()
+            x = dali_to_torch(images, self.layout)
         labels = self._labels[idx] if self._labels is not None else None
-        x = dali_to_torch(images, self.layout)
         real = int(min(max(self.samples_per_epoch - k * self.spec.batch_size, 0), self.spec.batch_size))
         if self.spec.train:
             if real < len(idx):  # the last train batch: keep the real samples (a view of DALI's memory)

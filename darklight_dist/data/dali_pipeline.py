@@ -151,7 +151,8 @@ def _val_graph(spec: GraphSpec):
     new_h, new_w = (s * h) // short, (s * w) // short
     images = fn.resize(images, resize_x=fn.cast(new_w, dtype=types.FLOAT), resize_y=fn.cast(new_h, dtype=types.FLOAT),
                        interp_type=types.INTERP_LINEAR, antialias=True)
-    return _normalize(images, spec, crop_pos=(_center_anchor(new_w, c), _center_anchor(new_h, c))), _index_out(index, spec)
+    images = _normalize(images, spec, crop_pos=(_center_anchor(new_w, c), _center_anchor(new_h, c)))
+    return images, _index_out(index, spec)
 
 
 def _center_anchor(extent, crop: int):
