@@ -21,6 +21,7 @@ Epoch semantics (the same on every rank, as DDP needs equal step counts):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -120,8 +121,10 @@ def find_suspects(paths: list[str], limit: int = 5, budget_s: float = SUSPECT_BU
 class DaliLoader:
     """One rank's DALI stream (train or val), yielding `Batch` on the rank's device."""
 
-    def __init__(self, spec: GraphSpec, labels: Optional[torch.Tensor], layout: str, data_root: Path):
+    def __init__(self, spec: GraphSpec, labels: Optional[torch.Tensor], layout: str, data_root: Path,
+                 fingerprint: str = ""):
         self.spec = spec
+        self.fingerprint = fingerprint
         self.layout = layout
         self._labels = labels
         self._data_root = data_root
@@ -169,17 +172,18 @@ class DaliLoader:
                 "consumed": self._consumed, "new_epoch": self._new_epoch,
                 "shard_id": self.spec.shard_id, "num_shards": self.spec.num_shards,
                 "batch_size": self.spec.batch_size, "num_samples": len(self.spec.source),
+                "seed": self.spec.seed, "data_fingerprint": self.fingerprint,
                 "dali_checkpoint": bytes(self._pipe.checkpoint())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Rebuild the pipeline from a saved state so the next batches equal those that would have followed."""
         mine = {"version": STATE_VERSION, "train": self.spec.train, "shard_id": self.spec.shard_id,
                 "num_shards": self.spec.num_shards, "batch_size": self.spec.batch_size,
-                "num_samples": len(self.spec.source)}
+                "num_samples": len(self.spec.source), "seed": self.spec.seed, "data_fingerprint": self.fingerprint}
         diff = {k: (state.get(k), v) for k, v in mine.items() if state.get(k) != v}
         if diff:
-            saved = ", ".join(f"{k}={a}" for k, (a, _) in diff.items())
-            now = ", ".join(f"{k}={b}" for k, (_, b) in diff.items())
+            saved = ", ".join(f"{k}={str(a)[:12]}" for k, (a, _) in diff.items())
+            now = ", ".join(f"{k}={str(b)[:12]}" for k, (_, b) in diff.items())
             raise CheckpointError(f"the data-pipeline state was saved with {saved} but this run has {now}; "
                                   "resume with the same data, batch size and number of ranks, or start fresh "
                                   "(--resume none).")
@@ -271,6 +275,15 @@ def _source_and_labels(split: Split, train: bool, seed: int, device: torch.devic
     return FileSource(paths, tuple(int(i) for i in order)), table
 
 
+def data_fingerprint(split: Split) -> str:
+    """sha256 of the split's sample list and labels (relative paths, so a moved data set still resumes)."""
+    h = hashlib.sha256()
+    names = split.files if isinstance(split, FileSet) else [os.path.basename(t) for t in split.tar_paths]
+    h.update("\n".join(names).encode("utf-8", "surrogateescape"))
+    h.update(np.asarray(split.labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
 def _data_root(split: Split) -> Path:
     root = Path(split.root)
     return root.parent if root.name in ("train", "val") else root
@@ -304,9 +317,9 @@ def build_dali_loaders(cfg: "Config", *, rank: int, world_size: int, local_rank:
     train = None
     if train_files is not None:
         s, labels = spec(train_files, True)
-        train = DaliLoader(s, labels, layout, _data_root(train_files))
+        train = DaliLoader(s, labels, layout, _data_root(train_files), data_fingerprint(train_files))
     s, labels = spec(val_files, False)
-    val = DaliLoader(s, labels, layout, _data_root(val_files))
+    val = DaliLoader(s, labels, layout, _data_root(val_files), data_fingerprint(val_files))
     log.info("DALI: decode=%s, %d threads, shard %d/%d, %s train steps/epoch, %d val steps", decode, d.workers, rank,
              world_size, train.steps_per_epoch if train else "no", val.steps_per_epoch)
     return train, val

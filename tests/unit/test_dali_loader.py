@@ -185,12 +185,29 @@ def test_resume_mid_epoch_gives_the_same_next_batches(data):
         assert torch.equal(e.images, g.images), "augmentation RNG state must be restored too"
 
 
-def test_resume_refuses_another_world_size(data):
+def test_resume_refuses_another_world_size_or_data(data):
     train, _ = loaders(data, 0, 2)
     state = train.state_dict()
     other, _ = loaders(data, 0, 4)
     with pytest.raises(CheckpointError, match="num_shards=2"):
         other.load_state_dict(state)
+    renamed = FileSet(data[0].root, list(reversed(data[0].files)), data[0].labels, data[0].classes)
+    moved, _ = loaders((renamed, data[1]), 0, 2)
+    with pytest.raises(CheckpointError, match="data_fingerprint"):
+        moved.load_state_dict(state)
+
+
+def test_state_before_the_first_batch_and_right_after_restore(data):
+    first, _ = loaders(data, 0, 2)
+    s0 = first.state_dict()  # nothing read yet
+    second, _ = loaders(data, 0, 2)
+    second.load_state_dict(s0)
+    s1 = second.state_dict()  # restored, nothing read yet
+    third, _ = loaders(data, 0, 2)
+    third.load_state_dict(s1)
+    for a, b, c in zip(first, second, third):
+        assert torch.equal(a.indices, b.indices) and torch.equal(a.indices, c.indices)
+        assert torch.equal(a.images, c.images)
 
 
 def test_unlabeled_train_yields_no_labels(tmp_path, data):
