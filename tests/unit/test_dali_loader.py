@@ -246,3 +246,22 @@ def test_clear_errors_for_tiny_sets_and_big_batches(data, tmp_path):
     with pytest.raises(DataError, match="validation set has 2 image"):
         build_dali_loaders(cfg_for(), rank=0, world_size=4, local_rank=0, device=CPU, train_files=None,
                            val_files=scan_image_folder(tmp_path / "v"), layout="nchw")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only failure mode")
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("decode", ["mixed", "cpu"])
+def test_gpu_graphs_pass_dali_schema_checks(data, train, decode):
+    """The GPU variants are defined without argument errors; only the missing GPU stops the build here.
+
+    (DALI checks every operator argument while the graph is defined, before it looks for CUDA.)
+    """
+    from darklight_dist.data.dali_pipeline import FileSource, GraphSpec, build_pipeline
+
+    files = data[0]
+    spec = GraphSpec(source=FileSource(tuple(str(files.root / f) for f in files.files[:4]), (0, 1, 2, 3)),
+                     train=train, shard_id=0, num_shards=1, batch_size=2, num_threads=1, seed=0, device_id=None,
+                     decode=decode, gpu_output=True, image_size=16, val_resize_size=20, min_scale=0.08,
+                     mean=(0.5,) * 3, std=(0.2,) * 3, layout="HWC", hw_decoder_load=0.5)
+    with pytest.raises(RuntimeError, match="requires a CUDA-capable GPU"):
+        build_pipeline(spec)
