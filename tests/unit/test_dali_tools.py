@@ -53,6 +53,9 @@ def test_shards_layout_and_index_files(shards, dataset):
     train = load_webdataset(shards, "train")
     assert len(train) == 40 and len(train.tar_paths) == 6  # ceil(40 / 7)
     assert train.classes == ["a", "b", "c"] and train.labels == scan_image_folder(dataset / "train").labels
+    from torchvision.datasets import ImageFolder
+
+    assert train.labels == ImageFolder(str(dataset / "train")).targets, "torchvision's class index, sample by sample"
     # our index writer agrees with the `wds2idx` tool the DALI wheel installs
     wds2idx = pytest.importorskip("wds2idx")
     mine = Path(train.index_paths[0]).read_text()
