@@ -96,6 +96,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except DarklightError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # a path we cannot read or write is bad input too
+        print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -125,7 +125,8 @@ def decode_check(paths: list[str], workers: int = 0, label: str = "scan",
                  progress: bool = True) -> ScanResult:
     """Decode every file (process pool, one DALI pipeline per process); results keep the input order."""
     workers = workers or os.cpu_count() or 1
-    chunks = [list(enumerate(paths))[s:s + CHUNK] for s in range(0, len(paths), CHUNK)]
+    pairs = list(enumerate(paths))
+    chunks = [pairs[s:s + CHUNK] for s in range(0, len(pairs), CHUNK)]
     update = _progress_printer(len(paths), label) if progress else (lambda n: None)
     result = ScanResult()
     results: Iterable[ScanResult]
