@@ -320,6 +320,6 @@ def build_dali_loaders(cfg: "Config", *, rank: int, world_size: int, local_rank:
         train = DaliLoader(s, labels, layout, _data_root(train_files), data_fingerprint(train_files))
     s, labels = spec(val_files, False)
     val = DaliLoader(s, labels, layout, _data_root(val_files), data_fingerprint(val_files))
-    log.info("DALI: decode=%s, %d threads, shard %d/%d, %s train steps/epoch, %d val steps", decode, d.workers, rank,
-             world_size, train.steps_per_epoch if train else "no", val.steps_per_epoch)
+    log.info("DALI: decode=%s, %d threads, shard %d/%d, %s train steps/epoch, %d val steps", decode,
+             max(1, d.workers), rank, world_size, train.steps_per_epoch if train else "no", val.steps_per_epoch)
     return train, val
