@@ -136,7 +136,7 @@ def _good_jpeg_bytes() -> bytes:
 @pytest.mark.parametrize("name,content", [
     ("truncated.jpg", _good_jpeg_bytes()[:400]),
     ("fake.jpg", b"this is text, not a JPEG\n" * 4),
-])
+], ids=["truncated-jpeg", "text-named-jpg"])
 def test_undecodable_file_is_a_data_error_naming_it(tmp_path, name, content):
     root = _bad_tree(tmp_path / "data" / "val", name, content)
     _, val = val_loader(root, batch=2, size=16, resize=20)
