@@ -240,8 +240,12 @@ class DaliLoader:
 
     def _decode_error(self, e: RuntimeError) -> DataError:
         msg = str(e)
-        hint = (f"Run `python -m darklight_dist.data scan --data-path {self._data_root}` to find the undecodable "
-                "files and write clean lists for --train-list/--val-list.")
+        if isinstance(self.spec.source, TarSource):
+            hint = ("Run `python -m darklight_dist.data scan` on the image folder the shards were written from, "
+                    "remove the bad files and write the shards again.")
+        else:
+            hint = (f"Run `python -m darklight_dist.data scan --data-path {self._data_root}` to find the undecodable "
+                    "files and write clean lists for --train-list/--val-list.")
         m = _FAILED_SAMPLE.search(msg)
         if m:
             return DataError(f"cannot decode image {m.group(1).strip()}. {hint}")
