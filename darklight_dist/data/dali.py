@@ -253,7 +253,7 @@ class DaliLoader:
             # DALI names the file only when decoding proper fails, not when parsing the header does.
             last = next((ln for ln in reversed(msg.splitlines()) if ln.strip() and "no longer valid" not in ln), "")
             found, complete = (find_suspects(list(self.spec.source.paths)) if isinstance(self.spec.source, FileSource)
-                               else ([], False))
+                               else ([], True))  # inside tars there is nothing cheap to check
             if found:
                 what = f"cannot decode an image; likely culprit(s): {', '.join(found)}"
             else:
