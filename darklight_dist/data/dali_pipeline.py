@@ -116,7 +116,9 @@ def _normalize(images, spec: GraphSpec, mirror=None, crop_pos=None):
 def _decoder_args(spec: GraphSpec) -> dict:
     from nvidia.dali import types
 
-    args: dict = dict(device=spec.decode, output_type=types.RGB)
+    # adjust_orientation=False: ignore EXIF rotation like PIL/torchvision, so the DALI and torchvision
+    # backends (and the teacher's reference preprocessing) see the same geometry.
+    args: dict = dict(device=spec.decode, output_type=types.RGB, adjust_orientation=False)
     if spec.decode == "mixed":
         args["hw_decoder_load"] = spec.hw_decoder_load
     return args

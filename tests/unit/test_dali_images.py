@@ -78,7 +78,7 @@ def test_val_matches_torchvision_resize_centercrop_normalize(photos):
 
 @pytest.fixture(scope="module")
 def odd(tmp_path_factory) -> Path:
-    """Grayscale, CMYK, RGBA PNG, uppercase .JPEG, and a text file, in class folders."""
+    """Grayscale, CMYK, RGBA PNG, uppercase .JPEG, EXIF-rotated JPEG and a text file, in class folders."""
     from PIL import Image
 
     root = tmp_path_factory.mktemp("odd")
@@ -93,18 +93,21 @@ def odd(tmp_path_factory) -> Path:
     alpha = rng.integers(0, 256, rgb.shape[:2], dtype=np.uint8)
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(root / "b" / "alpha.png")
     Image.fromarray(rgb).save(root / "b" / "UPPER.JPEG", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation "rotate 90": torchvision (PIL) ignores it, so must DALI
+    Image.fromarray(rgb).save(root / "b" / "exif_rotated.jpg", quality=95, exif=exif)
     (root / "b" / "notes.txt").write_text("not an image\n")
     return root
 
 
 def test_odd_formats_load_as_three_channel_images(odd):
-    files, val = val_loader(odd, batch=4, size=48, resize=56)
-    assert sorted(files.files) == ["a/cmyk.jpg", "a/gray.jpg", "b/UPPER.JPEG", "b/alpha.png"]
+    files, val = val_loader(odd, batch=5, size=48, resize=56)
+    assert sorted(files.files) == ["a/cmyk.jpg", "a/gray.jpg", "b/UPPER.JPEG", "b/alpha.png", "b/exif_rotated.jpg"]
     assert files.skipped == ["b/notes.txt"], "the text file is reported, not loaded"
     b = next(iter(val))
-    assert b.images.shape == (4, 3, 48, 48) and b.valid == 4
+    assert b.images.shape == (5, 3, 48, 48) and b.valid == 5
     assert b.labels.tolist() == [files.labels[i] for i in b.indices.tolist()]
-    for j in range(4):
+    for j in range(5):
         path = files.root / files.files[int(b.indices[j])]
         d = levels(b.images[j], torchvision_eval(path, 48, 56))
         # CMYK -> RGB conversion differs between decoders a little more than plain JPEG rounding
