@@ -17,6 +17,7 @@ from .builtin import resolve_data_path
 from .layout import FileSet, read_file_list, scan_image_folder, scan_unlabeled_folder, split_dirs, stratified_fraction
 from .synthetic import SyntheticLoader
 from .torchvision import TorchvisionLoader
+from .webdataset import is_webdataset_dir, load_webdataset
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ def discover(cfg: Config) -> tuple[Optional[FileSet], FileSet]:
         raise ConfigError("--data-path is required: a folder with train/ and val/ inside (one sub-folder per "
                           "class), or builtin:digits for the embedded demo dataset.")
     root = Path(resolve_data_path(d.data_path))
+    if is_webdataset_dir(root):
+        if d.train_fraction != 1.0 or d.train_list or d.val_list:
+            raise ConfigError(f"--data-path {root} holds WebDataset shards: --train-fraction, --train-list and "
+                              "--val-list do not apply to shards.")
+        return load_webdataset(root, "train"), load_webdataset(root, "val")  # type: ignore[return-value]
     train_dir, val_dir = (root / "train", root / "val") if (d.train_list and d.val_list) else split_dirs(root)
     val = read_file_list(d.val_list, root) if d.val_list else scan_image_folder(val_dir, "val")
     if d.unlabeled:
@@ -58,17 +64,26 @@ def discover(cfg: Config) -> tuple[Optional[FileSet], FileSet]:
     return train.subset(stratified_fraction(train.labels, d.train_fraction, cfg.run.seed)), val
 
 
-def choose_backend(requested: str) -> tuple[str, str]:
+def choose_backend(requested: str, webdataset: bool = False) -> tuple[str, str]:
     """The data backend to use and why."""
+    from .dali import dali_available
+
     if requested != "auto":
+        if webdataset and requested != "dali":
+            raise ConfigError("WebDataset shards are read by DALI only: use --data-backend dali (or auto).")
         return requested, f"{requested} requested"
-    return "torchvision", "auto: DALI is not wired in this build; torchvision loader"
+    if dali_available():
+        return "dali", "auto: DALI is importable (decode and augment in its pipeline)"
+    if webdataset:
+        raise ConfigError("WebDataset shards need NVIDIA DALI: pip install nvidia-dali-cuda120.")
+    return "torchvision", "auto: DALI is not importable; torchvision DataLoader"
 
 
 def build_loaders(cfg: Config, env: DistEnv, *, num_classes_hint: Optional[int] = None) -> DataBundle:
     """Build this rank's train and val loaders in the layout the student prefers."""
     d, b = cfg.data, cfg.optim.batch_size
-    backend, why = choose_backend(d.backend)
+    webdataset = bool(d.data_path) and d.backend != "synthetic" and is_webdataset_dir(resolve_data_path(d.data_path))
+    backend, why = choose_backend(d.backend, webdataset)
     common = dict(rank=env.rank, world=env.world_size, device=env.device, channels_last=cfg.run.channels_last)
     if backend == "synthetic":
         n = cfg.student.num_classes or num_classes_hint or 1000
@@ -77,10 +92,21 @@ def build_loaders(cfg: Config, env: DistEnv, *, num_classes_hint: Optional[int] 
         return DataBundle(mk(d.synthetic_size, cfg.run.seed), mk(max(b, d.synthetic_size // 4), cfg.run.seed + 1),
                           n, [str(i) for i in range(n)], backend, why, d.synthetic_size, d.synthetic_size // 4)
     train_files, val_files = discover(cfg)
+    if backend == "dali":
+        from .dali import build_dali_loaders
+
+        train, val = build_dali_loaders(cfg, rank=env.rank, world_size=env.world_size, local_rank=env.local_rank,
+                                        device=env.device, train_files=train_files, val_files=val_files,
+                                        layout="nhwc" if cfg.run.channels_last else "nchw")
+        return _bundle(train, val, train_files, val_files, backend, why, env)
     tv = dict(batch_size=b, workers=d.workers, image_size=d.image_size, resize=d.val_resize_size,
               min_scale=d.min_scale, mean=d.mean, std=d.std, seed=cfg.run.seed, **common)
-    train = TorchvisionLoader(train_files, train=True, **tv)
-    val = TorchvisionLoader(val_files, train=False, **tv)
+    return _bundle(TorchvisionLoader(train_files, train=True, **tv), TorchvisionLoader(val_files, train=False, **tv),
+                   train_files, val_files, backend, why, env)
+
+
+def _bundle(train: Loader, val: Loader, train_files: FileSet, val_files: FileSet, backend: str, why: str,
+            env: DistEnv) -> DataBundle:
     if train.steps_per_epoch == 0:
         raise DataError(f"the training set has {len(train_files)} images: too few for {env.world_size} rank(s).")
     num_classes = len(val_files.classes)

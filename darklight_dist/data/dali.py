@@ -314,6 +314,7 @@ def build_dali_loaders(cfg: "Config", *, rank: int, world_size: int, local_rank:
         return GraphSpec(source=source, train=train, shard_id=rank, num_shards=world_size,
                          batch_size=cfg.optim.batch_size, num_threads=d.workers, seed=cfg.run.seed,
                          device_id=local_rank if on_gpu else None, decode=decode, gpu_output=on_gpu,
+                         half=on_gpu and cfg.run.amp != "none",
                          image_size=d.image_size, val_resize_size=d.val_resize_size, min_scale=d.min_scale,
                          mean=tuple(d.mean), std=tuple(d.std), layout="HWC" if layout == "nhwc" else "CHW",
                          hw_decoder_load=d.hw_decoder_load), labels

@@ -74,6 +74,8 @@ class GraphSpec:
     layout: str
     """"CHW" or "HWC"."""
     hw_decoder_load: float = 0.65
+    half: bool = False
+    """Emit fp16 (GPU with --amp: half the bytes; autocast casts as needed) instead of fp32."""
 
 
 def derive_seed(seed: int, rank: int, stream: int) -> int:
@@ -110,7 +112,7 @@ def _normalize(images, spec: GraphSpec, mirror=None, crop_pos=None):
         extra.update(crop=(spec.image_size, spec.image_size), crop_pos_x=crop_pos[0], crop_pos_y=crop_pos[1])
     return fn.crop_mirror_normalize(
         images, mean=[255.0 * m for m in spec.mean], std=[255.0 * s for s in spec.std],
-        dtype=types.FLOAT16 if spec.gpu_output else types.FLOAT, output_layout=spec.layout, **extra)
+        dtype=types.FLOAT16 if spec.half else types.FLOAT, output_layout=spec.layout, **extra)
 
 
 def _decoder_args(spec: GraphSpec) -> dict:

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.integration
 
 def run_digest(out: Path, data: Path, nproc: int, batch: int) -> None:
     out.mkdir(parents=True)
-    args = ["--data-path", str(data), "--model", "tiny-mlp", "--kd", "none", "--image-size", "16",
+    # torchvision loader: its augmentation is seeded per sample, so 1 and 2 ranks see the same pixels
+    # (DALI's random crops are drawn per rank by design, which would make the runs differ).
+    args = ["--data-path", str(data), "--data-backend", "torchvision", "--model", "tiny-mlp", "--kd", "none", "--image-size", "16",
             "--val-resize-size", "16", "-b", str(batch), "--epochs", "2", "--lr", "0.2", "-j", "0",
             "--output-dir", str(out / "run"), "--seed", "3", "--progress", "false", "--log-every-steps", "1"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
