@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """worker_init_fn of loader worker processes: SLURM signals every process of the job, and a worker
+    killed by SIGTERM would crash the rank before it can checkpoint. The rank stops its workers itself."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class StopRequest:
     """Catches the stop signals and turns them into a step at which every rank stops together."""
 

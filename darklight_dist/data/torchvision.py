@@ -15,6 +15,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from ..errors import DataError
+from ..preemption import ignore_stop_signals
 from .batch import Batch
 from .layout import FileSet
 
@@ -100,7 +101,7 @@ class TorchvisionLoader:
         self.sampler.start = self.position * self.batch_size
         dl = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
                                          num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                                         persistent_workers=False,
+                                         persistent_workers=False, worker_init_fn=ignore_stop_signals,
                                          # its own generator: creating an iterator must not draw from the
                                          # global RNG, or a resumed run's dropout masks would differ
                                          generator=torch.Generator().manual_seed(self.sampler.seed))
