@@ -97,6 +97,8 @@ def ensure_writable(output_dir: str | Path) -> None:
     """Fail before training, not at the first save, when --output-dir cannot be written."""
     out = Path(output_dir)
     probe = out / f".write-test-{os.getpid()}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output-dir {out} is a file, not a folder. Choose another --output-dir.")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe.write_text("ok\n")

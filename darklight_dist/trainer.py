@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import __version__
-from .checkpoint import Checkpointer, ensure_writable
+from .checkpoint import Checkpointer, ensure_writable, save_file, write_atomic
 from .cli import to_toml
 from .config import Config
 from .data import DataBundle, build_loaders
@@ -269,7 +270,7 @@ class Trainer:
     def _make_metrics(self) -> MetricLogger:
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.toml").write_text(to_toml(self.cfg))
+            write_atomic(self.out / "config.toml", to_toml(self.cfg))
         return MetricLogger(self.out, is_main=self.env.is_main, every=self.cfg.metrics.log_every_steps,
                             total_steps=self.total_steps, start_step=self.step, device=self.device,
                             world_size=self.env.world_size, progress=self.cfg.metrics.progress,
@@ -300,9 +301,8 @@ class Trainer:
         }
         if self.env.is_main:
             if self.stop_reason == "completed":
-                torch.save(self.student.state_dict(), self.out / "student.pt")
-            tmp = self.out / ".summary.json.tmp"
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
-            tmp.replace(self.out / "summary.json")
+                save_file(self.student.state_dict(), self.out / ".student.pt.tmp")
+                os.replace(self.out / ".student.pt.tmp", self.out / "student.pt")
+            write_atomic(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.metrics.close()
         return summary

@@ -68,8 +68,14 @@ class ImageDataset(torch.utils.data.Dataset):
         try:
             with Image.open(path) as im:
                 img = im.convert("RGB")
+        except PermissionError:
+            return torch.zeros(3, self.size, self.size), -1, idx, (
+                f"cannot read image {path}: permission denied. Make the data readable by the user running the "
+                f"job (chmod -R a+rX {self.files.root}), or leave the file out with --train-list/--val-list.")
         except Exception as e:  # PIL raises many types for corrupt files
-            return torch.zeros(3, self.size, self.size), -1, idx, f"{path}: {type(e).__name__}: {e}"
+            return torch.zeros(3, self.size, self.size), -1, idx, (
+                f"cannot decode image {path}: {type(e).__name__}: {e}. Find and exclude bad files with "
+                "`python -m darklight_dist.data scan --data-path DIR`.")
         if self.train:
             img = self._augment(img, idx, epoch)
         else:
@@ -108,8 +114,7 @@ class TorchvisionLoader:
         for x, y, idx, err in dl:
             bad = [e for e in err if e]
             if bad:
-                raise DataError(f"cannot decode image {bad[0]}. Find and exclude bad files with "
-                                f"`python -m darklight_dist.data scan --data-path DIR`.")
+                raise DataError(bad[0])
             x = x.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
