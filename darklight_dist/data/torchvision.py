@@ -15,7 +15,7 @@ from PIL import Image
 from torchvision import transforms as T
 
 from ..errors import DataError
-from ..preemption import ignore_stop_signals
+from ..preemption import ignore_stop_signals, stop_signals_blocked
 from .batch import Batch
 from .layout import FileSet
 
@@ -111,7 +111,9 @@ class TorchvisionLoader:
                                          # its own generator: creating an iterator must not draw from the
                                          # global RNG, or a resumed run's dropout masks would differ
                                          generator=torch.Generator().manual_seed(self.sampler.seed))
-        for x, y, idx, err in dl:
+        with stop_signals_blocked():
+            batches = iter(dl)  # forks the workers
+        for x, y, idx, err in batches:
             bad = [e for e in err if e]
             if bad:
                 raise DataError(bad[0])

@@ -79,3 +79,26 @@ def test_stop_request_catches_slurm_signals_and_restores_handlers(sig: signal.Si
     assert stop.should_stop() and stop.signal_name == sig.name
     stop.close()
     assert signal.getsignal(sig) is before
+
+
+@pytest.mark.integration
+def test_sigterm_to_a_whole_torchrun_job_checkpoints_every_rank(image_folder: Path, tmp_path: Path) -> None:
+    """What SLURM does: the signal reaches torchrun, both ranks and their loader workers at once."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--max-restarts=1",
+           *argv(image_folder, out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 180
+    while not logged_steps(out) or max(logged_steps(out)) < 4:
+        assert proc.poll() is None and time.monotonic() < deadline, "the run ended before it could be signalled"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode != 0  # torchrun re-raises the signal: its status is not the workers' 75
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "signal" and summary["world_size"] == 2 and summary["restarts"] == 0, stderr
+    ckpt = out / "checkpoints" / (out / "checkpoints" / "LATEST").read_text().strip()
+    assert ckpt.name == f"step_{summary['steps']:08d}"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["model.pt", "rank0.pt", "rank1.pt", "train_state.pt"]
