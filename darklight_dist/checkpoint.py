@@ -149,10 +149,13 @@ class Checkpointer:
         return name
 
     def save(self, step: int, shared: dict[str, Any], model_state: dict[str, torch.Tensor],
-             per_rank: dict[str, Any]) -> Path:
-        """Collective: every rank writes its rank file, rank 0 the model and shared state, then publishes."""
+             per_rank: dict[str, Any]) -> Optional[Path]:
+        """Collective: every rank writes its rank file, rank 0 the model and shared state, then publishes.
+
+        Returns the published folder on rank 0 (None on the others, which do not learn its name).
+        """
         main, rank = self.env.is_main, self.env.rank
-        tmp, final, err = self.dir / f".tmp-step_{step:08d}", self.dir, None
+        tmp, final, err = self.dir / f".tmp-step_{step:08d}", None, None
         try:
             if main:
                 self.dir.mkdir(parents=True, exist_ok=True)

@@ -17,12 +17,12 @@ from darklight_dist.preemption import StopRequest
 from darklight_dist.train import EXIT_REQUEUE
 from tests.conftest import REPO, run_module
 
-TOTAL = 20 * 6  # 20 epochs of 6 steps: long enough to be signalled mid-run
+TOTAL = 10 * 6  # 10 epochs of 6 steps: long enough to be signalled mid-run
 
 
 def argv(data: Path, out: Path) -> list[str]:
     return ["-m", "darklight_dist.train", "--data-path", str(data), "--model", "tiny-mlp", "--kd", "none",
-            "--image-size", "16", "--val-resize-size", "16", "-b", "4", "--epochs", "20", "-j", "1",
+            "--image-size", "16", "--val-resize-size", "16", "-b", "4", "--epochs", "10", "-j", "1",
             "--output-dir", str(out), "--seed", "4", "--progress", "false", "--log-every-steps", "1",
             "--eval-every-epochs", "1000", "--ckpt-every-steps", "100000"]
 
