@@ -14,7 +14,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision import transforms as T
 
-from ..errors import DataError
+from ..errors import ShardDataError
 from ..preemption import ignore_stop_signals, stop_signals_blocked
 from .batch import Batch
 from .layout import FileSet
@@ -116,7 +116,7 @@ class TorchvisionLoader:
         for x, y, idx, err in batches:
             bad = [e for e in err if e]
             if bad:
-                raise DataError(bad[0])
+                raise ShardDataError(bad[0])
             x = x.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

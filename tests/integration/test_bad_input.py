@@ -250,3 +250,19 @@ def test_unreadable_image_and_unwritable_output_dir() -> None:
         for p in root.rglob("*"):
             p.chmod(0o755)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_corrupt_image_in_one_ranks_shard_is_reported_by_that_rank(tmp_path: Path) -> None:
+    """Only rank 1 reads the file, so only rank 1 can name it (rank 0 just sees its peer leave)."""
+    from darklight_dist.data.torchvision import ShardSampler
+
+    write_image_folder(tmp_path / "d")
+    files = sorted(str(p.relative_to(tmp_path / "d/train")) for p in (tmp_path / "d/train").rglob("*.jpg"))
+    seed = 0  # --seed's default
+    first_of_rank1 = files[int(ShardSampler(len(files), 1, 2, seed, shuffle=True, even=True).indices()[0])]
+    bad = tmp_path / "d/train" / first_of_rank1
+    bad.write_bytes(b"\xff\xd8 truncated")
+    r = run_module(base(str(tmp_path / "d"), tmp_path / "out"), nproc=2)
+    assert r.returncode != 0
+    errors = [ln for ln in r.stderr.splitlines() if "darklight_dist: error:" in ln]
+    assert len(errors) == 1 and f"darklight_dist: error: [rank 1] cannot decode image {bad}" in errors[0], r.stderr
