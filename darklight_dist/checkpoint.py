@@ -204,7 +204,8 @@ class Checkpointer:
             shutil.rmtree(tmp, ignore_errors=True)
         code, text = errors[0]
         prev = self.latest()
-        kept = f"the previous checkpoint {prev} is intact and LATEST still names it" if prev else "no checkpoint existed"
+        kept = (f"the previous checkpoint {prev} is intact and LATEST still names it" if prev
+                else "no checkpoint existed")
         if code == errno.ENOSPC:
             raise CheckpointError(f"no space left on device while writing checkpoint {tmp} ({text}); {kept}. Free "
                                   "space (or use --keep-checkpoints 1, another --output-dir) and rerun to resume.")

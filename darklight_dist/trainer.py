@@ -185,7 +185,8 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scheduler.step()  # the LR stays a function of the step count
             self.skipped_steps += 1
-            log.warning("step %d: non-finite loss, step skipped (--on-nonfinite skip)", self.step + 1)
+            if self.env.is_main:
+                log.warning("step %d: non-finite loss, step skipped (--on-nonfinite skip)", self.step + 1)
             return
         if self.cfg.optim.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
