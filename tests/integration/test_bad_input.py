@@ -3,6 +3,7 @@ no traceback, and leaves every file that was on disk before byte-identical."""
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -122,6 +123,7 @@ def previous_run(tmp: Path) -> Path:
     """A finished run (tiny-mlp, teacher tiny-mlp with weights from a file) copied into tmp/out."""
     if not PREVIOUS:
         root = Path(tempfile.mkdtemp(prefix="darklight-prev-"))
+        atexit.register(shutil.rmtree, root, True)
         write_image_folder(root / "d")
         for name, seed in (("t.pt", 0), ("t2.pt", 1)):
             torch.manual_seed(seed)
