@@ -61,6 +61,18 @@ def choose_device(requested: str, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def attempt_store(restart: int, timeout: datetime.timedelta) -> dist.Store:
+    """torchrun's shared store, with its own key space for each attempt of the worker group.
+
+    torchrun (c10d rendezvous) lets the workers reuse its store; after a --max-restarts restart the
+    new workers would otherwise read the dead group's gloo/NCCL addresses from it and fail to connect
+    (pytorch/pytorch#135712). Multi-node agents may disagree on the restart count; there, launch with
+    TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (a fresh store per round, and this path is not taken).
+    """
+    base = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout)
+    return dist.PrefixStore(f"darklight/attempt_{restart}", base)
+
+
 def init_distributed(device_request: str = "auto", timeout_s: int = 1800) -> DistEnv:
     """Read torchrun's variables (falling back to SLURM's for srun-launched ranks) and join the group."""
     rank = _env_int("RANK", "SLURM_PROCID", default=0)
@@ -80,6 +92,8 @@ def init_distributed(device_request: str = "auto", timeout_s: int = 1800) -> Dis
                                   "timeout": datetime.timedelta(seconds=timeout_s)}
         if device.type == "cuda":
             kwargs["device_id"] = device  # eager NCCL communicator: errors surface at start-up
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            kwargs["store"] = attempt_store(restarts, kwargs["timeout"])
         dist.init_process_group(**kwargs)
     env = DistEnv(rank, world, local_rank, local_world, node_rank, restarts, device, backend)
     log.info("rank %d/%d (local %d, node %d) on %s, backend %s", rank, world, local_rank, node_rank, device,
@@ -103,6 +117,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     """In-place sum across ranks (identity for one process)."""
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def all_reduce_min(t: torch.Tensor) -> torch.Tensor:
+    """In-place minimum across ranks (identity for one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return t
 
 

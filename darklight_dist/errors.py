@@ -7,6 +7,8 @@ class DarklightError(Exception):
     """Bad input or configuration: printed once without a traceback, exit status 2."""
 
     exit_code: int = 2
+    rank_local: bool = False
+    """True when only the raising rank can know it (a file in its own data shard): that rank prints it."""
 
 
 class ConfigError(DarklightError):
@@ -15,6 +17,12 @@ class ConfigError(DarklightError):
 
 class DataError(DarklightError):
     """The data set is missing, empty, malformed or holds an undecodable file."""
+
+
+class ShardDataError(DataError):
+    """A bad file met while reading this rank's shard: the other ranks do not see it."""
+
+    rank_local = True
 
 
 class TeacherError(DarklightError):

@@ -7,9 +7,10 @@ all ranks stop at the same step without a device sync or a blocking collective i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.distributed as dist
@@ -17,6 +18,25 @@ import torch.distributed as dist
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """worker_init_fn of loader worker processes: SLURM signals every process of the job, and a worker
+    killed by SIGTERM would crash the rank before it can checkpoint. The rank stops its workers itself."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by `stop_signals_blocked` at fork
+
+
+@contextlib.contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Hold the stop signals while loader workers are forked: a worker inherits the mask, so a signal
+    cannot kill it before `ignore_stop_signals` runs; the parent gets held signals on exit."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class StopRequest:

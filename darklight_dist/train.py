@@ -39,6 +39,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     except DarklightError as e:
         if env is None or env.is_main:
             print(f"darklight_dist: error: {e}", file=sys.stderr)
+        elif e.rank_local:  # rank 0 cannot know it: it only sees this rank leave its collectives
+            print(f"darklight_dist: error: [rank {env.rank}] {e}", file=sys.stderr)
         return e.exit_code
     finally:
         teardown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import random
 import time
 from pathlib import Path
@@ -16,21 +17,23 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import __version__
-from .checkpoint import Checkpointer, rng_state, set_rng_state
+from .checkpoint import Checkpointer, ensure_writable, save_file, write_atomic
 from .cli import to_toml
 from .config import Config
 from .data import DataBundle, build_loaders
 from .data.batch import Batch
 from .data.mixing import Mixer, mixing_alphas
-from .distributed import DistEnv
-from .errors import CheckpointError, ConfigError, NonFiniteLossError
+from .distributed import DistEnv, all_reduce_min
+from .errors import ConfigError, NonFiniteLossError
 from .evaluation import evaluate
 from .losses import build_loss
 from .metrics import MetricLogger
 from .models import build_model, count_parameters
 from .optim import build_optimizer, build_scheduler
 from .preemption import StopRequest
-from .teachers import build_teacher
+from .resume import rank_state, restore, resume_spec, shared_state
+from .teachers import TeacherInfo, build_teacher
+from .testhooks import SampleLog, fault
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +66,23 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError("--batch-size must be >= 1 and --epochs >= 0.")
 
 
+def check_teacher_input(info: TeacherInfo, image_size: int, teacher_input_size: Optional[int]) -> None:
+    """A teacher with a fixed input side (ONNX, engine) must get exactly that side."""
+    given = teacher_input_size or image_size
+    if info.input_size is not None and info.input_size != given:
+        how = f"--teacher-input-size {teacher_input_size}" if teacher_input_size else f"--image-size {image_size}"
+        raise ConfigError(f"the teacher takes {info.input_size}x{info.input_size} images but would get {given}x{given} "
+                          f"({how}). Pass --teacher-input-size {info.input_size} to resize the crop for the teacher, "
+                          f"or train at --image-size {info.input_size}.")
+
+
 class Trainer:
     """Holds the student (DDP), teacher, data, optimizer, checkpointer and metrics of one rank."""
 
     def __init__(self, cfg: Config, env: DistEnv, *, student: Optional[nn.Module] = None,
                  teacher: Union[str, nn.Module, None] = None, data: Optional[DataBundle] = None) -> None:
         validate_config(cfg)
+        ensure_writable(cfg.checkpoint.output_dir)
         self.cfg, self.env, self.device = cfg, env, env.device
         seed_everything(cfg.run.seed, cfg.run.deterministic)
         self.data = data or build_loaders(cfg, env)
@@ -78,6 +92,7 @@ class Trainer:
         if cfg.distill.kd != "none":
             self.teacher, self.teacher_reason = build_teacher(cfg, teacher if teacher is not None else cfg.teacher.spec,
                                                               num_classes=self.num_classes, device=self.device)
+            check_teacher_input(self.teacher.info, cfg.data.image_size, cfg.teacher.input_size)
         mixup, cutmix = mixing_alphas(cfg.distill.kd, cfg.distill.mixup_alpha, cfg.distill.cutmix_alpha)
         self.mixer = Mixer(mixup_alpha=mixup, cutmix_alpha=cutmix, num_classes=self.num_classes, seed=cfg.run.seed,
                            rank=env.rank)
@@ -94,8 +109,10 @@ class Trainer:
         self.checkpointer = Checkpointer(self.out, env, every_steps=cfg.checkpoint.every_steps,
                                          keep=cfg.checkpoint.keep)
         self.step, self.epoch, self.best, self.last_eval, self.teacher_eval = 0, 0, None, None, None
-        self.stop_reason, self.resumed_from, self.interruptions = "completed", None, 0
+        self.stop_reason, self.resumed_from, self.interruptions, self.skipped_steps = "completed", None, 0, 0
+        self.eval_step = -1
         self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self.samples = SampleLog(env.rank)
 
     # ----------------------------------------------------------------------------------------- build
     def _build_student(self, student: Optional[nn.Module]) -> nn.Module:
@@ -161,12 +178,19 @@ class Trainer:
             self._optimizer_step(loss)
         self.metrics.update(parts, len(batch))
         self.step += 1
+        self.samples.write(self.step, self.epoch, batch.indices)
+        fault(f"step:{self.step}", rank=self.env.rank)
 
     def _optimizer_step(self, loss: torch.Tensor) -> None:
         finite = torch.isfinite(loss.detach())
         self._bad_step = torch.where(~finite & (self._bad_step < 0), self.step, self._bad_step)
-        if self.cfg.checkpoint.on_nonfinite == "skip" and not bool(finite):  # the one mode that syncs per step
+        # The one mode that syncs per step; all ranks agree, since one rank's NaN reaches every rank's gradients.
+        if self.cfg.checkpoint.on_nonfinite == "skip" and not bool(all_reduce_min(finite.to(torch.int32))):
             self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()  # the LR stays a function of the step count
+            self.skipped_steps += 1
+            if self.env.is_main:
+                log.warning("step %d: non-finite loss, step skipped (--on-nonfinite skip)", self.step + 1)
             return
         if self.cfg.optim.clip_grad_norm:
             self.scaler.unscale_(self.optimizer)
@@ -202,10 +226,15 @@ class Trainer:
             self.save()
 
     def _check_finite(self) -> None:
-        if self.cfg.checkpoint.on_nonfinite == "stop" and int(self._bad_step) >= 0:
-            raise NonFiniteLossError(f"the loss became NaN or infinite at step {int(self._bad_step) + 1}. No "
-                                     "checkpoint was written after it. Lower --lr, add --clip-grad-norm, check the "
-                                     "data, or pass --on-nonfinite skip.")
+        """Collective: stop every rank if the loss was non-finite on any rank since the start."""
+        if self.cfg.checkpoint.on_nonfinite != "stop":
+            return
+        never = torch.iinfo(torch.long).max
+        first = int(all_reduce_min(torch.where(self._bad_step < 0, never, self._bad_step)))
+        if first != never:
+            raise NonFiniteLossError(f"the loss became NaN or infinite at step {first + 1}. No checkpoint was "
+                                     "written after it. Lower --lr, add --clip-grad-norm, check the data, or pass "
+                                     "--on-nonfinite skip.")
 
     def run_eval(self) -> dict[str, Any]:
         """Evaluate on val/, log it, track the best top-1."""
@@ -213,7 +242,7 @@ class Trainer:
                        device=self.device, autocast=self.autocast)
         if self.teacher_eval is None and "teacher_top1" in res:
             self.teacher_eval = res["teacher_top1"]
-        self.last_eval = res
+        self.last_eval, self.eval_step = res, self.step
         if self.best is None or res["top1"] > self.best["top1"]:
             self.best = {"top1": res["top1"], "top5": res["top5"], "step": self.step}
         self.metrics.write({"type": "eval", "step": self.step, "epoch": self.epoch, **res})
@@ -225,56 +254,28 @@ class Trainer:
     # ----------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         """Shared training state (plain types and tensors)."""
-        return {"step": self.step, "epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "config": self.cfg.to_dict(), "world_size": self.env.world_size, "best": self.best,
-                "teacher": self.teacher.fingerprint() if self.teacher is not None else None,
-                "teacher_eval": self.teacher_eval, "interruptions": self.interruptions, "version": __version__}
+        return shared_state(self)
 
     def save(self) -> None:
-        """Checkpoint, never over a non-finite loss."""
+        """Checkpoint (collective), never over a non-finite loss or non-finite weights."""
         self._check_finite()
-        self.checkpointer.save(self.step, self.state_dict(), self.student.state_dict(),
-                               {"rng": rng_state(), "data": self.data.train.state_dict(),
-                                "mixer": self.mixer.state_dict()})
+        if not all(bool(torch.isfinite(p).all()) for p in self.student.parameters()):
+            raise NonFiniteLossError(f"the student's weights are NaN or infinite at step {self.step}; not saving "
+                                     f"them over {self.checkpointer.latest()}. Lower --lr or add --clip-grad-norm.")
+        self.checkpointer.save(self.step, shared_state(self), self.student.state_dict(), rank_state(self))
 
     def resume(self) -> None:
-        """Restore the latest (or given) checkpoint, refusing one from another teacher or model."""
-        path = self.checkpointer.find(self.cfg.checkpoint.resume)
-        if path is None:
-            return
-        shared, model_state, per_rank = self.checkpointer.load(path)
-        mine = self.teacher.fingerprint() if self.teacher is not None else None
-        if shared.get("teacher") != mine:
-            raise CheckpointError(f"checkpoint {path} was made with teacher {shared.get('teacher')}, this run uses "
-                                  f"{mine}. Resume with the same teacher or use a new --output-dir.")
-        try:
-            self.student.load_state_dict(model_state)
-        except RuntimeError as e:
-            raise CheckpointError(f"checkpoint {path} holds another model than --model "
-                                  f"{self.cfg.student.model}: {str(e).splitlines()[0][:200]}") from None
-        self.optimizer.load_state_dict(shared["optimizer"])
-        self.scheduler.load_state_dict(shared["scheduler"])
-        self.scaler.load_state_dict(shared["scaler"])
-        self.step, self.epoch, self.best = shared["step"], shared["epoch"], shared["best"]
-        self.teacher_eval, self.interruptions = shared.get("teacher_eval"), shared.get("interruptions", 0)
-        if per_rank is not None:
-            set_rng_state(per_rank["rng"])
-            self.data.train.load_state_dict(per_rank["data"])
-            self.mixer.load_state_dict(per_rank["mixer"])
-        else:
-            log.warning("checkpoint %s was written by %s ranks, this run has %d: resuming at the start of epoch %d "
-                        "(the partial epoch is replayed)", path, shared["world_size"], self.env.world_size, self.epoch)
-            self.step = self.epoch * self.steps_per_epoch
-        self.checkpointer.last_saved_step = self.step
-        self.resumed_from = str(path)
-        log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
+        """Restore the checkpoint --resume names (always the latest after a torchrun restart)."""
+        spec = resume_spec(self.cfg.checkpoint.resume, self.env, self.checkpointer.latest())
+        path = self.checkpointer.find(spec)
+        if path is not None:
+            restore(self, path)
 
     # ----------------------------------------------------------------------------------------- outputs
     def _make_metrics(self) -> MetricLogger:
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.toml").write_text(to_toml(self.cfg))
+            write_atomic(self.out / "config.toml", to_toml(self.cfg))
         return MetricLogger(self.out, is_main=self.env.is_main, every=self.cfg.metrics.log_every_steps,
                             total_steps=self.total_steps, start_step=self.step, device=self.device,
                             world_size=self.env.world_size, progress=self.cfg.metrics.progress,
@@ -282,14 +283,14 @@ class Trainer:
 
     def finish(self, wall_s: float) -> dict[str, Any]:
         """Final evaluation if none ran at this step, summary.json, final weights; returns the summary."""
-        if self.last_eval is None or self.best is None or self.best["step"] != self.step:
-            if self.stop_reason == "completed":
-                self.run_eval()
+        if self.eval_step != self.step and self.stop_reason == "completed":
+            self.run_eval()
         self.metrics.maybe_log(self.step, self.epoch, self.scheduler.get_last_lr()[0], force=True)
         summary = {
             "stop_reason": self.stop_reason, "steps": self.step, "epochs": self.epoch, "total_steps": self.total_steps,
             "world_size": self.env.world_size, "restarts": self.env.restart_count,
             "interruptions": self.interruptions, "resumed_from": self.resumed_from,
+            "skipped_steps": self.skipped_steps,
             "images_seen": self.metrics.images_seen, "wall_s": round(wall_s, 3),
             "images_per_s": round(self.metrics.images_seen / max(wall_s, 1e-9), 2),
             "phases": self.metrics.phase_breakdown(), "peak_host_rss_mb": round(self.metrics.peak_rss_mb, 1),
@@ -305,9 +306,8 @@ class Trainer:
         }
         if self.env.is_main:
             if self.stop_reason == "completed":
-                torch.save(self.student.state_dict(), self.out / "student.pt")
-            tmp = self.out / ".summary.json.tmp"
-            tmp.write_text(json.dumps(summary, indent=2) + "\n")
-            tmp.replace(self.out / "summary.json")
+                save_file(self.student.state_dict(), self.out / ".student.pt.tmp")
+                os.replace(self.out / ".student.pt.tmp", self.out / "student.pt")
+            write_atomic(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.metrics.close()
         return summary

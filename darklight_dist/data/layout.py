@@ -43,9 +43,15 @@ def is_image_file(name: str) -> bool:
     return name.lower().endswith(IMG_EXTENSIONS)
 
 
+def _unreadable(e: OSError) -> None:
+    raise DataError(f"cannot read folder {e.filename}: {e.strerror}. Make the data readable by the user running "
+                    "the job (chmod -R a+rX DIR).")
+
+
 def _images_below(folder: Path) -> tuple[list[str], list[str]]:
     images, others = [], []
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    # os.walk skips unreadable folders silently by default: that would turn into a wrong "has no images"
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=_unreadable):
         dirnames.sort()
         for fn in sorted(filenames):
             rel = os.path.relpath(os.path.join(dirpath, fn), folder)

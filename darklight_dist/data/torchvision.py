@@ -14,7 +14,8 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision import transforms as T
 
-from ..errors import DataError
+from ..errors import ShardDataError
+from ..preemption import ignore_stop_signals, stop_signals_blocked
 from .batch import Batch
 from .layout import FileSet
 
@@ -67,8 +68,14 @@ class ImageDataset(torch.utils.data.Dataset):
         try:
             with Image.open(path) as im:
                 img = im.convert("RGB")
+        except PermissionError:
+            return torch.zeros(3, self.size, self.size), -1, idx, (
+                f"cannot read image {path}: permission denied. Make the data readable by the user running the "
+                f"job (chmod -R a+rX {self.files.root}), or leave the file out with --train-list/--val-list.")
         except Exception as e:  # PIL raises many types for corrupt files
-            return torch.zeros(3, self.size, self.size), -1, idx, f"{path}: {type(e).__name__}: {e}"
+            return torch.zeros(3, self.size, self.size), -1, idx, (
+                f"cannot decode image {path}: {type(e).__name__}: {e}. Find and exclude bad files with "
+                "`python -m darklight_dist.data scan --data-path DIR`.")
         if self.train:
             img = self._augment(img, idx, epoch)
         else:
@@ -100,15 +107,16 @@ class TorchvisionLoader:
         self.sampler.start = self.position * self.batch_size
         dl = torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, sampler=self.sampler,
                                          num_workers=self.workers, pin_memory=self.device.type == "cuda",
-                                         persistent_workers=False,
+                                         persistent_workers=False, worker_init_fn=ignore_stop_signals,
                                          # its own generator: creating an iterator must not draw from the
                                          # global RNG, or a resumed run's dropout masks would differ
                                          generator=torch.Generator().manual_seed(self.sampler.seed))
-        for x, y, idx, err in dl:
+        with stop_signals_blocked():
+            batches = iter(dl)  # forks the workers
+        for x, y, idx, err in batches:
             bad = [e for e in err if e]
             if bad:
-                raise DataError(f"cannot decode image {bad[0]}. Find and exclude bad files with "
-                                f"`python -m darklight_dist.data scan --data-path DIR`.")
+                raise ShardDataError(bad[0])
             x = x.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
