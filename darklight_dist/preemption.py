@@ -45,6 +45,8 @@ class StopRequest:
     def __init__(self) -> None:
         self.local = False
         self.signal_name: Optional[str] = None
+        self.noticed_at_step: Optional[int] = None
+        """The step just finished when this rank first saw its signal."""
         self._group: Any = None
         self._work: Any = None
         self._buf = torch.zeros(1)
@@ -59,8 +61,13 @@ class StopRequest:
         self.local = True
         self.signal_name = signal.Signals(signum).name
 
-    def should_stop(self) -> bool:
-        """True on every rank at the same step once any rank got a signal (one step of latency)."""
+    def should_stop(self, step: int) -> bool:
+        """True on every rank at the same step once any rank got a signal (one step of latency).
+
+        Called once per step, after step `step`.
+        """
+        if self.local and self.noticed_at_step is None:
+            self.noticed_at_step = step
         if not (dist.is_available() and dist.is_initialized()):
             return self.local
         agreed = False

@@ -215,7 +215,7 @@ class Trainer:
         self.epoch += int(epoch_end)
         last = self.step >= self.total_steps
         self.metrics.advance()
-        if self.stop.should_stop():
+        if self.stop.should_stop(self.step):
             self.stop_reason, self.interruptions = "signal", self.interruptions + 1
         if self.metrics.maybe_log(self.step, self.epoch, self.scheduler.get_last_lr()[0], force=last or epoch_end):
             self._check_finite()
@@ -290,6 +290,8 @@ class Trainer:
             "stop_reason": self.stop_reason, "steps": self.step, "epochs": self.epoch, "total_steps": self.total_steps,
             "world_size": self.env.world_size, "restarts": self.env.restart_count,
             "interruptions": self.interruptions, "resumed_from": self.resumed_from,
+            "stop_signal": ({"name": self.stop.signal_name, "noticed_at_step": self.stop.noticed_at_step}
+                            if self.stop.signal_name else None),
             "skipped_steps": self.skipped_steps,
             "images_seen": self.metrics.images_seen, "wall_s": round(wall_s, 3),
             "images_per_s": round(self.metrics.images_seen / max(wall_s, 1e-9), 2),

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import ShardDataError, CheckpointError, ConfigError, DataError
 from .batch import Batch
 from .dali_pipeline import (FileSource, GraphSpec, TarSource, build_pipeline, reader_batches_per_epoch,
                             shard_bounds)
@@ -248,17 +248,23 @@ class DaliLoader:
                     "files and write clean lists for --train-list/--val-list.")
         m = _FAILED_SAMPLE.search(msg)
         if m:
-            return DataError(f"cannot decode image {m.group(1).strip()}. {hint}")
-        if "decod" in msg or "nvImageCodec" in msg:
-            # DALI names the file only when decoding proper fails, not when parsing the header does.
-            last = next((ln for ln in reversed(msg.splitlines()) if ln.strip() and "no longer valid" not in ln), "")
-            found, complete = (find_suspects(list(self.spec.source.paths)) if isinstance(self.spec.source, FileSource)
-                               else ([], True))  # inside tars there is nothing cheap to check
-            if found:
-                what = f"cannot decode an image; likely culprit(s): {', '.join(found)}"
-            else:
-                what = "cannot decode an image" + ("" if complete else " (no culprit found in the time budget)")
-            return DataError(f"{what} (DALI: {last.strip()}). {hint}")
+            return ShardDataError(f"cannot decode image {m.group(1).strip()}. {hint}")
+        # DALI names the file only when decoding proper fails, not when parsing the header or reading
+        # the file does: look for the culprit among this rank's files (two small reads per file).
+        last = next((ln for ln in reversed(msg.splitlines()) if ln.strip() and "no longer valid" not in ln), "")
+        found, complete = (find_suspects(list(self.spec.source.paths)) if isinstance(self.spec.source, FileSource)
+                           else ([], True))  # inside tars there is nothing cheap to check
+        if len(found) == 1:
+            path, _, why = found[0].partition(" (")
+            if why.startswith("unreadable"):
+                return ShardDataError(f"cannot read image {path}: {why[len('unreadable ('):-2].lower()}. "
+                                      "Fix its permissions or leave it out with --train-list/--val-list.")
+            return ShardDataError(f"cannot decode image {path} ({why[:-1]}). {hint}")
+        if found:
+            return ShardDataError(f"cannot decode images; likely culprits: {', '.join(found)}. {hint}")
+        if "decod" in msg or "nvImageCodec" in msg or "mmap" in msg.lower():
+            what = "cannot decode an image" + ("" if complete else " (no culprit found in the time budget)")
+            return ShardDataError(f"{what} (DALI: {last.strip()}). {hint}")
         raise e
 
 
