@@ -93,7 +93,6 @@ class OptimConfig:
     batch_size: int = opt(32, "--batch-size", "images per rank per step", short="-b")
     epochs: int = opt(90, "--epochs", "passes over the training set")
     max_steps: Optional[int] = opt(None, "--max-steps", "stop after this many steps (smoke runs, benchmarks)")
-    opt: str = opt("sgd", "--opt", "optimizer", choices=("sgd", "adamw"))
     lr: float = opt(0.1, "--lr", "peak learning rate")
     momentum: float = opt(0.9, "--momentum", "SGD momentum")
     weight_decay: float = opt(1e-4, "--wd", "weight decay")
@@ -103,6 +102,8 @@ class OptimConfig:
     lr_step_size: int = opt(30, "--lr-step-size", "step schedule: epochs between decays")
     lr_gamma: float = opt(0.1, "--lr-gamma", "step schedule: decay factor")
     clip_grad_norm: Optional[float] = opt(None, "--clip-grad-norm", "clip the global gradient norm to this")
+    # Last on purpose: this field rebinds the name `opt` inside the class body.
+    opt: str = opt("sgd", "--opt", "optimizer", choices=("sgd", "adamw"))
 
 
 @dataclass
