@@ -407,7 +407,7 @@ class Builder:
             time.sleep(float(os.environ["FAKE_TRT_BUILD_SECONDS"]))
         if os.environ.get("FAKE_TRT_BUILD_LOG"):
             with open(os.environ["FAKE_TRT_BUILD_LOG"], "a") as f:
-                f.write(f"{os.getpid()} {onnx_sha[:12]}\n")
+                f.write(f"{os.getpid()} {fake.__version__} {onnx_sha[:12]}\n")
         fake.builds += 1
         header = json.dumps({"version": fake.__version__, "inputs": inputs, "outputs": outputs,
                              "flags": sorted(config._flags)}).encode()
