@@ -11,7 +11,6 @@ import logging
 from pathlib import Path
 from typing import Optional, Union
 
-import numpy as np
 import torch
 
 from ..errors import ConfigError, TeacherError

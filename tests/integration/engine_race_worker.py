@@ -4,7 +4,6 @@ engine from the shared cache, run a batch, report what happened."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
