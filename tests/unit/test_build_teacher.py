@@ -140,3 +140,22 @@ def test_teacher_top1_counts_only_valid_samples():
     batch = Batch(images=torch.zeros(3, 3, 1, 1), labels=torch.tensor([0, 0, 1]), valid=2)
     assert teacher_top1(lambda x: logits, [batch]) == 0.5
     assert teacher_top1(lambda x: logits, [(torch.zeros(3, 3, 1, 1), torch.tensor([0, 1, 0]))]) == 1.0
+
+
+def test_demo_teacher_with_weights_runs_through_onnxruntime(no_tensorrt, tmp_path):
+    """The demo's path: --teacher builtin:digits-teacher --teacher-weights FILE, 32 px, CPU."""
+    from darklight_dist.models import build_model
+    model = build_model("builtin:digits-teacher", 10)
+    with torch.no_grad():
+        model[-1].weight.mul_(50)  # trained-like logit scale, so the comparison has teeth
+    torch.save(model.state_dict(), tmp_path / "teacher.pt")
+    cfg = _cfg(weights=str(tmp_path / "teacher.pt"))
+    cfg.data.image_size = 32
+    teacher, why = build_teacher(cfg, "builtin:digits-teacher", num_classes=10, device=CPU)
+    assert isinstance(teacher, OnnxRuntimeTeacher) and "exported to" in why
+    x = aligned((16, 3, 32, 32), offset_bytes=192)
+    result = teacher_parity(cfg, teacher, "builtin:digits-teacher", x, 10, CPU)
+    assert result["top1_agreement"] == 1.0 and result["max_abs_diff"] < 1e-3
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(x), model.eval()(x), rtol=1e-4, atol=1e-4)
+    assert teacher.copies == 0
