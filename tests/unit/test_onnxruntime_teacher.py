@@ -109,3 +109,24 @@ def test_fp16_graph_counts_the_dtype_copy(tmp_path):
     assert teacher.copies == 1 and out.dtype == torch.float32
     ref = _reference(path, x.half()).astype(np.float32)
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-3, atol=1e-3)
+
+
+class StubOrt:
+    def __init__(self, providers):
+        self._providers = providers
+
+    def get_available_providers(self):
+        return self._providers
+
+
+def test_cuda_providers_use_the_teachers_own_stream():
+    """Provider selection only: the CUDA run itself is in tests/gpu (no GPU here)."""
+    from darklight_dist.errors import ConfigError
+    from darklight_dist.teachers.onnxruntime import choose_providers
+    cuda = torch.device("cuda", 1)
+    got = choose_providers(StubOrt(["CUDAExecutionProvider", "CPUExecutionProvider"]), cuda, 1234)
+    assert got == [("CUDAExecutionProvider", {"device_id": "1", "user_compute_stream": "1234"}),
+                   "CPUExecutionProvider"]
+    assert choose_providers(StubOrt(["CPUExecutionProvider"]), CPU, 1234) == ["CPUExecutionProvider"]
+    with pytest.raises(ConfigError, match="onnxruntime-gpu"):
+        choose_providers(StubOrt(["CPUExecutionProvider"]), cuda, 1234)

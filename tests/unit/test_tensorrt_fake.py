@@ -220,3 +220,23 @@ def test_fake_hwc_really_reads_nhwc_memory(trt, onnx_path, tmp_path):
     assert ctx.set_tensor_address("images", x.data_ptr()) and ctx.set_tensor_address("logits", out.data_ptr())
     assert ctx.execute_async_v3(1)
     assert not np.allclose(out.numpy(), _ort(onnx_path, x).numpy(), atol=1e-3)
+
+
+def test_engine_cli_build_then_info(trt, onnx_path, tmp_path, capsys):
+    from darklight_dist.engine import main
+    assert main(["build", "--onnx", str(onnx_path), "--max-batch", "4", "--device", "cpu",
+                 "--cache", str(tmp_path)]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["cache"] == "built" and built["num_classes"] == 10
+    assert main(["info", "--cache", str(tmp_path)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert [e["spec"]["max_batch"] for e in info["engines"]] == [4]
+    assert info["engines"][0]["spec"]["trt_version"] == trt.__version__
+
+
+def test_engine_cli_without_tensorrt_exits_2(onnx_path, tmp_path, monkeypatch, capsys):
+    from darklight_dist.engine import main
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(SystemExit) as e:
+        main(["build", "--onnx", str(onnx_path), "--max-batch", "4", "--cache", str(tmp_path)])
+    assert e.value.code == 2 and "TensorRT is not importable" in capsys.readouterr().err
