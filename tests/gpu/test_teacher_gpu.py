@@ -12,7 +12,7 @@ import importlib.util
 import pytest
 import torch
 
-from helpers import TinyNet, export_tiny
+from teacher_testkit import TinyNet, export_tiny
 
 pytestmark = pytest.mark.gpu
 

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for fake_tensorrt and helpers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ for fake_tensorrt and teacher_testkit
 
 
 def main(onnx: str, cache: str, rundir: str, name: str) -> None:
@@ -16,7 +16,7 @@ def main(onnx: str, cache: str, rundir: str, name: str) -> None:
 
     from fake_tensorrt import make_fake_tensorrt
     from darklight_dist.teachers.tensorrt import build_tensorrt_teacher
-    from helpers import aligned
+    from teacher_testkit import aligned
 
     run = Path(rundir)
     (run / f"{name}.ready").touch()

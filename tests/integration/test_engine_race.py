@@ -16,7 +16,7 @@ import torch
 
 from darklight_dist.teachers.tensorrt import build_tensorrt_teacher
 from fake_tensorrt import make_fake_tensorrt
-from helpers import export_tiny
+from teacher_testkit import export_tiny
 
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("engine_race_worker.py")

@@ -15,7 +15,7 @@ from darklight_dist.teachers.onnxruntime import OnnxRuntimeTeacher
 from darklight_dist.teachers.tensorrt import TensorRTTeacher
 from darklight_dist.teachers.torch import TorchTeacher
 from fake_tensorrt import make_fake_tensorrt
-from helpers import TinyNet, aligned, export_tiny
+from teacher_testkit import TinyNet, aligned, export_tiny
 
 CPU = torch.device("cpu")
 

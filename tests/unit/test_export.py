@@ -50,7 +50,7 @@ def test_fp16_export_parses_and_runs(tmp_path):
 
 
 def test_external_data_is_part_of_the_hash(tmp_path):
-    from helpers import export_tiny
+    from teacher_testkit import export_tiny
     path = export_tiny(tmp_path / "one.onnx")
     model = onnx.load(str(path))
     ext = tmp_path / "ext.onnx"

@@ -9,7 +9,7 @@ import torch
 
 from darklight_dist.errors import TeacherError
 from darklight_dist.teachers.onnxruntime import OnnxRuntimeTeacher
-from helpers import aligned, export_tiny
+from teacher_testkit import aligned, export_tiny
 
 CPU = torch.device("cpu")
 

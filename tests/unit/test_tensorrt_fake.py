@@ -21,7 +21,7 @@ from darklight_dist.teachers.onnxruntime import OnnxRuntimeTeacher
 from darklight_dist.teachers.tensorrt import build_tensorrt_teacher
 from darklight_dist.teachers.tensorrt_build import build_plan
 from fake_tensorrt import make_fake_tensorrt
-from helpers import aligned, export_tiny
+from teacher_testkit import aligned, export_tiny
 
 CPU = torch.device("cpu")
 

@@ -7,7 +7,7 @@ import logging
 import torch
 
 from darklight_dist.teachers.torch import TorchTeacher, build_torch_teacher
-from helpers import TinyNet
+from teacher_testkit import TinyNet
 
 
 def test_channels_last_teacher_matches_eager_without_copies():

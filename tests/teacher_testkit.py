@@ -1,4 +1,4 @@
-"""Small models and ONNX files shared by the teacher tests (exported once per session)."""
+"""Small models, ONNX files and aligned inputs shared by the teacher tests."""
 
 from __future__ import annotations
 
