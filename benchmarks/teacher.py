@@ -146,6 +146,7 @@ def machine() -> dict:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """Command line (the child processes get the model/batch flags passed through)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="resnet18")
     p.add_argument("--num-classes", type=int, default=1000)
@@ -170,6 +171,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
+    """Export once, time every backend interleaved, measure memory per backend, print JSON."""
     args = parse_args(argv)
     device = torch.device(args.device)
     if args.memory_child:

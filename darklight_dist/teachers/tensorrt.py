@@ -159,6 +159,7 @@ def build_tensorrt_teacher(onnx_path: Union[str, Path], *, device: torch.device,
     runtime = trt.Runtime(logger)
 
     def build(timing: Optional[bytes]) -> tuple[bytes, Optional[bytes]]:
+        """Called by the cache under the node's build lock, with the persisted timing cache."""
         return build_plan(trt, Path(onnx_path), precision=precision, layout=layout, min_batch=min_batch,
                           opt_batch=opt_batch, max_batch=max_batch, image_size=size, timing_cache=timing)
 

@@ -42,11 +42,14 @@ def make_logger(trt: Any) -> Any:
     """An ILogger that keeps every message, so failures can quote TensorRT's own words."""
 
     class CapturingLogger(trt.ILogger):
+        """Keeps (severity, message) pairs; warnings and errors also go to our log."""
+
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.messages: list[tuple[Any, str]] = []
 
         def log(self, severity: Any, msg: str) -> None:
+            """Called by TensorRT (from its own threads too) for every message."""
             self.messages.append((severity, msg))
             if int(severity) <= int(trt.ILogger.Severity.WARNING):
                 log.warning("TensorRT: %s", msg)
