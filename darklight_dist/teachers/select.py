@@ -126,6 +126,10 @@ def build_teacher(cfg: Config, spec: Optional[Spec], *, num_classes: int,
     module = None if onnx else resolve_model(spec, t.weights, num_classes)  # type: ignore[arg-type]
     reference: Optional[nn.Module] = None
     onnx_path: Optional[Path] = Path(spec) if onnx else None  # type: ignore[arg-type]
+    # Identity of a torch teacher, whatever runs it: the weights (file, else the fp32 state_dict).
+    # Not the ONNX bytes: a re-export after a cache wipe must not make checkpoints unresumable.
+    weights_sha = None if module is None else (sha256_file(t.weights) if t.weights
+                                               else sha256_state_dict(module.state_dict()))
     if backend != "torch" and module is not None:
         if t.precision == "bf16" and backend == "onnxruntime":
             raise ConfigError("--teacher-precision bf16 is not supported by the onnxruntime backend; use fp32/fp16 "
@@ -154,8 +158,6 @@ def build_teacher(cfg: Config, spec: Optional[Spec], *, num_classes: int,
                                                precision=t.precision, channels_last=cfg.run.channels_last,
                                                compile=t.compile, input_size=t.input_size,
                                                cuda_graph=t.cuda_graph)
-        if t.weights:
-            teacher.info.model_sha256 = sha256_file(t.weights)
     elif backend == "onnxruntime":
         from .onnxruntime import OnnxRuntimeTeacher
         teacher = OnnxRuntimeTeacher(onnx_path, device=device, num_classes=num_classes)
@@ -165,6 +167,10 @@ def build_teacher(cfg: Config, spec: Optional[Spec], *, num_classes: int,
                                          layout="nhwc" if cfg.run.channels_last else "nchw",
                                          max_batch=t.max_batch_size or cfg.optim.batch_size,
                                          image_size=image_size, cache_dir=t.engine_cache)
+    if weights_sha is not None:
+        if backend != "torch":
+            teacher.info.extra["onnx_sha256"] = teacher.info.model_sha256
+        teacher.info.model_sha256 = weights_sha
     teacher.reference_model = reference  # type: ignore[attr-defined]  # read (then dropped) by teacher_parity
     log.info("teacher backend: %s (%s)", backend, why)
     teacher.info.extra["backend_reason"] = why

@@ -159,3 +159,18 @@ def test_demo_teacher_with_weights_runs_through_onnxruntime(no_tensorrt, tmp_pat
     with torch.no_grad():
         torch.testing.assert_close(teacher(x), model.eval()(x), rtol=1e-4, atol=1e-4)
     assert teacher.copies == 0
+
+
+def test_fingerprint_is_the_weights_whatever_the_backend(no_tensorrt, tmp_path, monkeypatch):
+    """Resuming must not depend on the backend or on the exact bytes of a (re-)export."""
+    torch.save(TinyNet().state_dict(), tmp_path / "w.pt")
+    spec = "teacher_testkit:TinyNet"
+    ort_teacher, _ = build_teacher(_cfg(weights=str(tmp_path / "w.pt")), spec, num_classes=10, device=CPU)
+    torch_teacher, _ = build_teacher(_cfg(weights=str(tmp_path / "w.pt"), backend="torch"), spec, num_classes=10,
+                                     device=CPU)
+    assert isinstance(ort_teacher, OnnxRuntimeTeacher)
+    assert ort_teacher.fingerprint() == torch_teacher.fingerprint()
+    assert ort_teacher.info.extra["onnx_sha256"] != ort_teacher.info.model_sha256
+    monkeypatch.setenv("DARKLIGHT_CACHE", str(tmp_path / "wiped"))  # a fresh export
+    again, _ = build_teacher(_cfg(weights=str(tmp_path / "w.pt")), spec, num_classes=10, device=CPU)
+    assert again.fingerprint() == ort_teacher.fingerprint()
