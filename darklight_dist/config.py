@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 
-def opt(default: Any, flag: str, help: str, *, short: str | None = None,
+def option(default: Any, flag: str, help: str, *, short: str | None = None,
         choices: tuple[str, ...] | None = None) -> Any:
     """A config field with its CLI flag (kebab-case), optional short flag, choices and help."""
     meta = {"flag": flag, "help": help, "short": short, "choices": choices}
@@ -25,96 +25,96 @@ def opt(default: Any, flag: str, help: str, *, short: str | None = None,
 class DataConfig:
     """Where images come from and how they are decoded and augmented."""
 
-    data_path: Optional[str] = opt(None, "--data-path", "dataset root with train/ and val/ (ImageFolder), "
+    data_path: Optional[str] = option(None, "--data-path", "dataset root with train/ and val/ (ImageFolder), "
                                    "a folder of *.tar shards, or builtin:digits")
-    train_list: Optional[str] = opt(None, "--train-list", "file list for training: 'relative/path label' lines")
-    val_list: Optional[str] = opt(None, "--val-list", "file list for validation: 'relative/path label' lines")
-    unlabeled: bool = opt(False, "--unlabeled", "train/ holds images without classes: distill from the teacher only")
-    backend: str = opt("auto", "--data-backend", "data loader", choices=("auto", "dali", "torchvision", "synthetic"))
-    workers: int = opt(4, "--workers", "decode threads (DALI) or worker processes (torchvision) per rank", short="-j")
-    dali_decode: str = opt("auto", "--dali-decode", "where DALI decodes JPEGs: mixed = GPU, cpu = host threads",
+    train_list: Optional[str] = option(None, "--train-list", "file list for training: 'relative/path label' lines")
+    val_list: Optional[str] = option(None, "--val-list", "file list for validation: 'relative/path label' lines")
+    unlabeled: bool = option(False, "--unlabeled", "train/ holds images without classes: distill from the teacher only")
+    backend: str = option("auto", "--data-backend", "data loader", choices=("auto", "dali", "torchvision", "synthetic"))
+    workers: int = option(4, "--workers", "decode threads (DALI) or worker processes (torchvision) per rank", short="-j")
+    dali_decode: str = option("auto", "--dali-decode", "where DALI decodes JPEGs: mixed = GPU, cpu = host threads",
                            choices=("auto", "mixed", "cpu"))
-    hw_decoder_load: float = opt(0.65, "--hw-decoder-load", "share of JPEGs sent to the hardware decoder (mixed only)")
-    image_size: int = opt(224, "--image-size", "side of the square training and validation crop")
-    val_resize_size: int = opt(256, "--val-resize-size", "validation: resize the shorter side to this, then center-crop")
-    min_scale: float = opt(0.08, "--min-scale", "smallest area fraction of the random-resized crop")
-    train_fraction: float = opt(1.0, "--train-fraction", "train on a seeded, stratified fraction of the labeled train set")
-    synthetic_size: int = opt(1024, "--synthetic-size", "images per epoch of the synthetic backend")
-    mean: list = opt([0.485, 0.456, 0.406], "--mean", "per-channel normalization mean (0-1 scale)")
-    std: list = opt([0.229, 0.224, 0.225], "--std", "per-channel normalization std (0-1 scale)")
+    hw_decoder_load: float = option(0.65, "--hw-decoder-load", "share of JPEGs sent to the hardware decoder (mixed only)")
+    image_size: int = option(224, "--image-size", "side of the square training and validation crop")
+    val_resize_size: int = option(256, "--val-resize-size", "validation: resize the shorter side to this, then center-crop")
+    min_scale: float = option(0.08, "--min-scale", "smallest area fraction of the random-resized crop")
+    train_fraction: float = option(1.0, "--train-fraction", "train on a seeded, stratified fraction of the labeled train set")
+    synthetic_size: int = option(1024, "--synthetic-size", "images per epoch of the synthetic backend")
+    mean: list = option([0.485, 0.456, 0.406], "--mean", "per-channel normalization mean (0-1 scale)")
+    std: list = option([0.229, 0.224, 0.225], "--std", "per-channel normalization std (0-1 scale)")
 
 
 @dataclass
 class TeacherConfig:
     """The frozen model whose logits the student learns from."""
 
-    spec: Optional[str] = opt(None, "--teacher", "FILE.onnx | model name | module:callable | builtin:digits-teacher")
-    weights: Optional[str] = opt(None, "--teacher-weights", "state_dict file for a named teacher (loaded weights_only)")
-    backend: str = opt("auto", "--teacher-backend", "teacher runtime",
+    spec: Optional[str] = option(None, "--teacher", "FILE.onnx | model name | module:callable | builtin:digits-teacher")
+    weights: Optional[str] = option(None, "--teacher-weights", "state_dict file for a named teacher (loaded weights_only)")
+    backend: str = option("auto", "--teacher-backend", "teacher runtime",
                        choices=("auto", "tensorrt", "onnxruntime", "torch"))
-    precision: str = opt("fp32", "--teacher-precision", "teacher arithmetic", choices=("fp32", "fp16", "bf16"))
-    input_size: Optional[int] = opt(None, "--teacher-input-size", "teacher sees the same crop resized to this side "
+    precision: str = option("fp32", "--teacher-precision", "teacher arithmetic", choices=("fp32", "fp16", "bf16"))
+    input_size: Optional[int] = option(None, "--teacher-input-size", "teacher sees the same crop resized to this side "
                                     "(default: --image-size)")
-    max_batch_size: Optional[int] = opt(None, "--teacher-max-batch", "largest batch of the engine profile "
+    max_batch_size: Optional[int] = option(None, "--teacher-max-batch", "largest batch of the engine profile "
                                         "(default: the per-rank batch size)")
-    engine_cache: Optional[str] = opt(None, "--engine-cache", "folder for TensorRT plans and timing caches "
+    engine_cache: Optional[str] = option(None, "--engine-cache", "folder for TensorRT plans and timing caches "
                                       "(default: $DARKLIGHT_CACHE/engines)")
-    parity_tolerance: float = opt(0.05, "--teacher-parity-tol", "largest allowed top-1 disagreement of the teacher "
+    parity_tolerance: float = option(0.05, "--teacher-parity-tol", "largest allowed top-1 disagreement of the teacher "
                                   "backend with its fp32 reference at start-up")
-    compile: bool = opt(False, "--teacher-compile", "torch backend: torch.compile the teacher")
-    cuda_graph: bool = opt(False, "--teacher-cuda-graph", "torch backend on CUDA: replay a captured CUDA graph")
+    compile: bool = option(False, "--teacher-compile", "torch backend: torch.compile the teacher")
+    cuda_graph: bool = option(False, "--teacher-cuda-graph", "torch backend on CUDA: replay a captured CUDA graph")
 
 
 @dataclass
 class StudentConfig:
     """The model being trained."""
 
-    model: Optional[str] = opt(None, "--model", "student: torchvision/timm name | module:callable | builtin name")
-    num_classes: Optional[int] = opt(None, "--num-classes", "output classes (default: the number of class folders)")
+    model: Optional[str] = option(None, "--model", "student: torchvision/timm name | module:callable | builtin name")
+    num_classes: Optional[int] = option(None, "--num-classes", "output classes (default: the number of class folders)")
 
 
 @dataclass
 class DistillConfig:
     """The distillation objective and the augmentations both models share."""
 
-    kd: str = opt("soft", "--kd", "soft = Hinton, hard = DeiT hard-label, fm = function matching, none = labels only",
+    kd: str = option("soft", "--kd", "soft = Hinton, hard = DeiT hard-label, fm = function matching, none = labels only",
                   choices=("soft", "hard", "fm", "none"))
-    temperature: float = opt(1.0, "--kd-temperature", "softmax temperature T of the distillation term")
-    alpha: float = opt(0.5, "--kd-alpha", "weight of the distillation term; 1 - alpha weighs the label term")
-    label_smoothing: float = opt(0.0, "--label-smoothing", "label smoothing of the label term")
-    mixup_alpha: float = opt(0.0, "--mixup-alpha", "Beta(a, a) mixup; 0 = off (fm defaults to 1.0)")
-    cutmix_alpha: float = opt(0.0, "--cutmix-alpha", "Beta(a, a) cutmix; 0 = off")
+    temperature: float = option(1.0, "--kd-temperature", "softmax temperature T of the distillation term")
+    alpha: float = option(0.5, "--kd-alpha", "weight of the distillation term; 1 - alpha weighs the label term")
+    label_smoothing: float = option(0.0, "--label-smoothing", "label smoothing of the label term")
+    mixup_alpha: Optional[float] = option(None, "--mixup-alpha", "Beta(a, a) mixup; 0 = off "
+                                          "(default: 1.0 for --kd fm as in Beyer et al., else off)")
+    cutmix_alpha: Optional[float] = option(None, "--cutmix-alpha", "Beta(a, a) cutmix; 0 = off")
 
 
 @dataclass
 class OptimConfig:
     """Schedule, optimizer and the batch."""
 
-    batch_size: int = opt(32, "--batch-size", "images per rank per step", short="-b")
-    epochs: int = opt(90, "--epochs", "passes over the training set")
-    max_steps: Optional[int] = opt(None, "--max-steps", "stop after this many steps (smoke runs, benchmarks)")
-    lr: float = opt(0.1, "--lr", "peak learning rate")
-    momentum: float = opt(0.9, "--momentum", "SGD momentum")
-    weight_decay: float = opt(1e-4, "--wd", "weight decay")
-    lr_scheduler: str = opt("cosine", "--lr-scheduler", "learning-rate schedule after warmup",
+    batch_size: int = option(32, "--batch-size", "images per rank per step", short="-b")
+    epochs: int = option(90, "--epochs", "passes over the training set")
+    max_steps: Optional[int] = option(None, "--max-steps", "stop after this many steps (smoke runs, benchmarks)")
+    opt: str = option("sgd", "--opt", "optimizer", choices=("sgd", "adamw"))
+    lr: float = option(0.1, "--lr", "peak learning rate")
+    momentum: float = option(0.9, "--momentum", "SGD momentum")
+    weight_decay: float = option(1e-4, "--wd", "weight decay")
+    lr_scheduler: str = option("cosine", "--lr-scheduler", "learning-rate schedule after warmup",
                             choices=("cosine", "step", "constant"))
-    lr_warmup_epochs: float = opt(0.0, "--lr-warmup-epochs", "linear warmup length in epochs")
-    lr_step_size: int = opt(30, "--lr-step-size", "step schedule: epochs between decays")
-    lr_gamma: float = opt(0.1, "--lr-gamma", "step schedule: decay factor")
-    clip_grad_norm: Optional[float] = opt(None, "--clip-grad-norm", "clip the global gradient norm to this")
-    # Last on purpose: this field rebinds the name `opt` inside the class body.
-    opt: str = opt("sgd", "--opt", "optimizer", choices=("sgd", "adamw"))
+    lr_warmup_epochs: float = option(0.0, "--lr-warmup-epochs", "linear warmup length in epochs")
+    lr_step_size: int = option(30, "--lr-step-size", "step schedule: epochs between decays")
+    lr_gamma: float = option(0.1, "--lr-gamma", "step schedule: decay factor")
+    clip_grad_norm: Optional[float] = option(None, "--clip-grad-norm", "clip the global gradient norm to this")
 
 
 @dataclass
 class CheckpointConfig:
     """Where a run writes, and how it saves and resumes."""
 
-    output_dir: str = opt("runs/default", "--output-dir", "folder for config.toml, log.jsonl, summary.json, checkpoints/")
-    resume: str = opt("auto", "--resume", "auto = latest checkpoint in --output-dir if any | none | PATH")
-    every_steps: Optional[int] = opt(None, "--ckpt-every-steps", "save every N steps (default: every epoch)")
-    keep: int = opt(3, "--keep-checkpoints", "how many checkpoints to keep")
-    on_nonfinite: str = opt("stop", "--on-nonfinite", "non-finite loss: stop with an error or skip the step",
+    output_dir: str = option("runs/default", "--output-dir", "folder for config.toml, log.jsonl, summary.json, checkpoints/")
+    resume: str = option("auto", "--resume", "auto = latest checkpoint in --output-dir if any | none | PATH")
+    every_steps: Optional[int] = option(None, "--ckpt-every-steps", "save every N steps (default: every epoch)")
+    keep: int = option(3, "--keep-checkpoints", "how many checkpoints to keep")
+    on_nonfinite: str = option("stop", "--on-nonfinite", "non-finite loss: stop with an error or skip the step",
                             choices=("stop", "skip"))
 
 
@@ -122,24 +122,24 @@ class CheckpointConfig:
 class MetricsConfig:
     """What is logged, how often, and evaluation."""
 
-    log_every_steps: int = opt(10, "--log-every-steps", "write a step record to log.jsonl every N steps")
-    eval_every_epochs: int = opt(1, "--eval-every-epochs", "evaluate on val/ every N epochs (and at the end)")
-    tensorboard: bool = opt(False, "--tensorboard", "also write TensorBoard event files")
-    progress: bool = opt(True, "--progress", "rank-0 progress bar")
+    log_every_steps: int = option(10, "--log-every-steps", "write a step record to log.jsonl every N steps")
+    eval_every_epochs: int = option(1, "--eval-every-epochs", "evaluate on val/ every N epochs (and at the end)")
+    tensorboard: bool = option(False, "--tensorboard", "also write TensorBoard event files")
+    progress: bool = option(True, "--progress", "rank-0 progress bar")
 
 
 @dataclass
 class RunConfig:
     """Process-level settings: device, precision, reproducibility."""
 
-    device: str = opt("auto", "--device", "where to run", choices=("auto", "cpu", "cuda"))
-    amp: str = opt("none", "--amp", "student autocast precision", choices=("none", "fp16", "bf16"))
-    channels_last: bool = opt(False, "--channels-last", "student (and data) in channels_last memory format")
-    compile: bool = opt(False, "--compile", "torch.compile the student")
-    seed: int = opt(0, "--seed", "seed of every RNG (python, numpy, torch, data, mixing)")
-    deterministic: bool = opt(False, "--deterministic", "deterministic algorithms (bitwise-reproducible on CPU)")
-    overlap: bool = opt(True, "--overlap", "GPU: run the teacher one batch ahead on its own stream")
-    dry_run: bool = opt(False, "--dry-run", "build everything, print the resolved config, train nothing")
+    device: str = option("auto", "--device", "where to run", choices=("auto", "cpu", "cuda"))
+    amp: str = option("none", "--amp", "student autocast precision", choices=("none", "fp16", "bf16"))
+    channels_last: bool = option(False, "--channels-last", "student (and data) in channels_last memory format")
+    compile: bool = option(False, "--compile", "torch.compile the student")
+    seed: int = option(0, "--seed", "seed of every RNG (python, numpy, torch, data, mixing)")
+    deterministic: bool = option(False, "--deterministic", "deterministic algorithms (bitwise-reproducible on CPU)")
+    overlap: bool = option(True, "--overlap", "GPU: run the teacher one batch ahead on its own stream")
+    dry_run: bool = option(False, "--dry-run", "build everything, print the resolved config, train nothing")
 
 
 @dataclass

@@ -1,0 +1,313 @@
+"""The Trainer: one rank's distillation loop. `train()` reads like the data flow of DESIGN.md."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from . import __version__
+from .checkpoint import Checkpointer, rng_state, set_rng_state
+from .cli import to_toml
+from .config import Config
+from .data import DataBundle, build_loaders
+from .data.batch import Batch
+from .data.mixing import Mixer, mixing_alphas
+from .distributed import DistEnv
+from .errors import CheckpointError, ConfigError, NonFiniteLossError
+from .evaluation import evaluate
+from .losses import build_loss
+from .metrics import MetricLogger
+from .models import build_model, count_parameters
+from .optim import build_optimizer, build_scheduler
+from .preemption import StopRequest
+from .teachers import build_teacher
+
+log = logging.getLogger(__name__)
+
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed python, numpy and torch; optionally demand deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def validate_config(cfg: Config) -> None:
+    """Reject contradictory settings before anything is built."""
+    d = cfg.distill
+    if cfg.data.unlabeled and (d.kd == "none" or (d.kd in ("soft", "hard") and d.alpha < 1.0)):
+        raise ConfigError(f"--unlabeled has no labels to train on: use --kd fm, or --kd {d.kd} with --kd-alpha 1 "
+                          f"(got --kd {d.kd} --kd-alpha {d.alpha}).")
+    if not 0.0 <= d.alpha <= 1.0:
+        raise ConfigError(f"--kd-alpha {d.alpha} must be in [0, 1].")
+    if d.temperature <= 0:
+        raise ConfigError(f"--kd-temperature {d.temperature} must be positive.")
+    if cfg.optim.batch_size < 1 or cfg.optim.epochs < 0:
+        raise ConfigError("--batch-size must be >= 1 and --epochs >= 0.")
+
+
+class Trainer:
+    """Holds the student (DDP), teacher, data, optimizer, checkpointer and metrics of one rank."""
+
+    def __init__(self, cfg: Config, env: DistEnv, *, student: Optional[nn.Module] = None,
+                 teacher: Union[str, nn.Module, None] = None, data: Optional[DataBundle] = None) -> None:
+        validate_config(cfg)
+        self.cfg, self.env, self.device = cfg, env, env.device
+        seed_everything(cfg.run.seed, cfg.run.deterministic)
+        self.data = data or build_loaders(cfg, env)
+        self.num_classes = cfg.student.num_classes or self.data.num_classes
+        self.model = self._build_student(student)
+        self.teacher, self.teacher_reason = None, "not used (--kd none)"
+        if cfg.distill.kd != "none":
+            self.teacher, self.teacher_reason = build_teacher(cfg, teacher if teacher is not None else cfg.teacher.spec,
+                                                              num_classes=self.num_classes, device=self.device)
+        mixup, cutmix = mixing_alphas(cfg.distill.kd, cfg.distill.mixup_alpha, cfg.distill.cutmix_alpha)
+        self.mixer = Mixer(mixup_alpha=mixup, cutmix_alpha=cutmix, num_classes=self.num_classes, seed=cfg.run.seed,
+                           rank=env.rank)
+        self.loss_fn = build_loss(cfg.distill.kd, temperature=cfg.distill.temperature, alpha=cfg.distill.alpha,
+                                  label_smoothing=cfg.distill.label_smoothing)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        self.steps_per_epoch = self.data.train.steps_per_epoch
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.run.amp == "fp16")
+        self.total_steps = cfg.optim.epochs * self.steps_per_epoch
+        if cfg.optim.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.optim.max_steps)
+        self.out = Path(cfg.checkpoint.output_dir)
+        self.checkpointer = Checkpointer(self.out, env, every_steps=cfg.checkpoint.every_steps,
+                                         keep=cfg.checkpoint.keep)
+        self.step, self.epoch, self.best, self.last_eval, self.teacher_eval = 0, 0, None, None, None
+        self.stop_reason, self.resumed_from, self.interruptions = "completed", None, 0
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+
+    # ----------------------------------------------------------------------------------------- build
+    def _build_student(self, student: Optional[nn.Module]) -> nn.Module:
+        if student is None:
+            if not self.cfg.student.model:
+                raise ConfigError("--model is required: the student (a torchvision name such as resnet18, "
+                                  "'package.module:callable', or a builtin such as digits-cnn).")
+            student = build_model(self.cfg.student.model, self.num_classes)
+        model = student.to(self.device)
+        if self.cfg.run.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.student = model  # unwrapped: what checkpoints hold
+        log.info("student: %s, %.2fM parameters", self.cfg.student.model or type(model).__name__,
+                 count_parameters(model) / 1e6)
+        if self.env.distributed:
+            model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        return torch.compile(model) if self.cfg.run.compile else model
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The student's autocast context (a no-op without --amp)."""
+        amp = self.cfg.run.amp
+        if amp == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=AMP_DTYPES[amp])
+
+    def teacher_view(self, images: torch.Tensor) -> torch.Tensor:
+        """The teacher's input: the very same tensor, unless the teacher wants another resolution."""
+        size = self.cfg.teacher.input_size
+        if size is None or size == images.shape[-1]:
+            return images
+        return nn.functional.interpolate(images, size=(size, size), mode="bilinear", antialias=True,
+                                         align_corners=False)
+
+    # ----------------------------------------------------------------------------------------- loop
+    def train(self) -> dict[str, Any]:
+        """Resume if asked, train to the last step (or a stop request), evaluate, write the summary."""
+        self.resume()
+        self.metrics = self._make_metrics()
+        self.stop = StopRequest()
+        self.model.train()
+        t0 = time.perf_counter()
+        while self.step < self.total_steps and self.stop_reason == "completed":
+            self.data.train.set_epoch(self.epoch)
+            for batch in self._timed(self.data.train):
+                self.train_step(batch)
+                self._after_step()
+                if self.step >= self.total_steps or self.stop_reason != "completed":
+                    break
+        self.stop.close()
+        return self.finish(time.perf_counter() - t0)
+
+    def train_step(self, batch: Batch) -> None:
+        """Mix once; teacher and student on the same device tensor; loss; backward; optimizer and LR step."""
+        images, targets = self.mixer(batch.images, batch.labels)
+        with self.metrics.timer.phase("teacher"):
+            t_logits = self.teacher(self.teacher_view(images)) if self.teacher is not None else None
+        with self.metrics.timer.phase("student"):
+            with self.autocast():
+                s_logits = self.model(images)
+            loss, parts = self.loss_fn(s_logits, t_logits, targets)
+            self.scaler.scale(loss).backward()
+        with self.metrics.timer.phase("optimizer"):
+            self._optimizer_step(loss)
+        self.metrics.update(parts, len(batch))
+        self.step += 1
+
+    def _optimizer_step(self, loss: torch.Tensor) -> None:
+        finite = torch.isfinite(loss.detach())
+        self._bad_step = torch.where(~finite & (self._bad_step < 0), self.step, self._bad_step)
+        if self.cfg.checkpoint.on_nonfinite == "skip" and not bool(finite):  # the one mode that syncs per step
+            self.optimizer.zero_grad(set_to_none=True)
+            return
+        if self.cfg.optim.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+
+    def _timed(self, loader: Any) -> Iterator[Batch]:
+        it = iter(loader)
+        while True:
+            with self.metrics.timer.phase("data"):
+                batch = next(it, None)
+            if batch is None:
+                return
+            yield batch
+
+    def _after_step(self) -> None:
+        """Components decide: log, evaluate, stop on request, checkpoint."""
+        epoch_end = self.step % self.steps_per_epoch == 0  # every rank runs the same steps per epoch
+        self.epoch += int(epoch_end)
+        last = self.step >= self.total_steps
+        self.metrics.advance()
+        if self.stop.should_stop():
+            self.stop_reason, self.interruptions = "signal", self.interruptions + 1
+        if self.metrics.maybe_log(self.step, self.epoch, self.scheduler.get_last_lr()[0], force=last or epoch_end):
+            self._check_finite()
+        if epoch_end and (self.epoch % self.cfg.metrics.eval_every_epochs == 0 or last):
+            self.run_eval()
+        if self.checkpointer.should_save(self.step, epoch_end=epoch_end,
+                                         last=last or self.stop_reason != "completed"):
+            self.save()
+
+    def _check_finite(self) -> None:
+        if self.cfg.checkpoint.on_nonfinite == "stop" and int(self._bad_step) >= 0:
+            raise NonFiniteLossError(f"the loss became NaN or infinite at step {int(self._bad_step) + 1}. No "
+                                     "checkpoint was written after it. Lower --lr, add --clip-grad-norm, check the "
+                                     "data, or pass --on-nonfinite skip.")
+
+    def run_eval(self) -> dict[str, Any]:
+        """Evaluate on val/, log it, track the best top-1."""
+        res = evaluate(self.model, self.data.val, teacher=self.teacher, teacher_view=self.teacher_view,
+                       device=self.device, autocast=self.autocast)
+        if self.teacher_eval is None and "teacher_top1" in res:
+            self.teacher_eval = res["teacher_top1"]
+        self.last_eval = res
+        if self.best is None or res["top1"] > self.best["top1"]:
+            self.best = {"top1": res["top1"], "top5": res["top5"], "step": self.step}
+        self.metrics.write({"type": "eval", "step": self.step, "epoch": self.epoch, **res})
+        if self.env.is_main:
+            log.info("eval step %d epoch %d: %s", self.step, self.epoch,
+                     ", ".join(f"{k} {v:.2f}" for k, v in res.items() if isinstance(v, float)))
+        return res
+
+    # ----------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Shared training state (plain types and tensors)."""
+        return {"step": self.step, "epoch": self.epoch, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "config": self.cfg.to_dict(), "world_size": self.env.world_size, "best": self.best,
+                "teacher": self.teacher.fingerprint() if self.teacher is not None else None,
+                "teacher_eval": self.teacher_eval, "interruptions": self.interruptions, "version": __version__}
+
+    def save(self) -> None:
+        """Checkpoint, never over a non-finite loss."""
+        self._check_finite()
+        self.checkpointer.save(self.step, self.state_dict(), self.student.state_dict(),
+                               {"rng": rng_state(), "data": self.data.train.state_dict(),
+                                "mixer": self.mixer.state_dict()})
+
+    def resume(self) -> None:
+        """Restore the latest (or given) checkpoint, refusing one from another teacher or model."""
+        path = self.checkpointer.find(self.cfg.checkpoint.resume)
+        if path is None:
+            return
+        shared, model_state, per_rank = self.checkpointer.load(path)
+        mine = self.teacher.fingerprint() if self.teacher is not None else None
+        if shared.get("teacher") != mine:
+            raise CheckpointError(f"checkpoint {path} was made with teacher {shared.get('teacher')}, this run uses "
+                                  f"{mine}. Resume with the same teacher or use a new --output-dir.")
+        try:
+            self.student.load_state_dict(model_state)
+        except RuntimeError as e:
+            raise CheckpointError(f"checkpoint {path} holds another model than --model "
+                                  f"{self.cfg.student.model}: {str(e).splitlines()[0][:200]}") from None
+        self.optimizer.load_state_dict(shared["optimizer"])
+        self.scheduler.load_state_dict(shared["scheduler"])
+        self.scaler.load_state_dict(shared["scaler"])
+        self.step, self.epoch, self.best = shared["step"], shared["epoch"], shared["best"]
+        self.teacher_eval, self.interruptions = shared.get("teacher_eval"), shared.get("interruptions", 0)
+        if per_rank is not None:
+            set_rng_state(per_rank["rng"])
+            self.data.train.load_state_dict(per_rank["data"])
+            self.mixer.load_state_dict(per_rank["mixer"])
+        else:
+            log.warning("checkpoint %s was written by %s ranks, this run has %d: resuming at the start of epoch %d "
+                        "(the partial epoch is replayed)", path, shared["world_size"], self.env.world_size, self.epoch)
+            self.step = self.epoch * self.steps_per_epoch
+        self.checkpointer.last_saved_step = self.step
+        self.resumed_from = str(path)
+        log.info("resumed from %s at step %d (epoch %d)", path, self.step, self.epoch)
+
+    # ----------------------------------------------------------------------------------------- outputs
+    def _make_metrics(self) -> MetricLogger:
+        if self.env.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.toml").write_text(to_toml(self.cfg))
+        return MetricLogger(self.out, is_main=self.env.is_main, every=self.cfg.metrics.log_every_steps,
+                            total_steps=self.total_steps, start_step=self.step, device=self.device,
+                            world_size=self.env.world_size, progress=self.cfg.metrics.progress,
+                            tensorboard=self.cfg.metrics.tensorboard)
+
+    def finish(self, wall_s: float) -> dict[str, Any]:
+        """Final evaluation if none ran at this step, summary.json, final weights; returns the summary."""
+        if self.last_eval is None or self.best is None or self.best["step"] != self.step:
+            if self.stop_reason == "completed":
+                self.run_eval()
+        self.metrics.maybe_log(self.step, self.epoch, self.scheduler.get_last_lr()[0], force=True)
+        summary = {
+            "stop_reason": self.stop_reason, "steps": self.step, "epochs": self.epoch, "total_steps": self.total_steps,
+            "world_size": self.env.world_size, "restarts": self.env.restart_count,
+            "interruptions": self.interruptions, "resumed_from": self.resumed_from,
+            "images_seen": self.metrics.images_seen, "wall_s": round(wall_s, 3),
+            "images_per_s": round(self.metrics.images_seen / max(wall_s, 1e-9), 2),
+            "phases": self.metrics.phase_breakdown(), "peak_host_rss_mb": round(self.metrics.peak_rss_mb, 1),
+            "peak_device_mem_mb": (round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+                                   if self.device.type == "cuda" else None),
+            "teacher_top1": self.teacher_eval, "student_top1": (self.last_eval or {}).get("top1"),
+            "student_top5": (self.last_eval or {}).get("top5"), "best": self.best, "final_eval": self.last_eval,
+            "backends": {"data": self.data.backend, "data_reason": self.data.reason,
+                         "teacher": self.teacher.info.backend if self.teacher is not None else None,
+                         "teacher_reason": self.teacher_reason, "teacher_copies": getattr(self.teacher, "copies", 0),
+                         "process_group": self.env.backend, "device": str(self.device)},
+            "student_parameters": count_parameters(self.student), "version": __version__,
+        }
+        if self.env.is_main:
+            if self.stop_reason == "completed":
+                torch.save(self.student.state_dict(), self.out / "student.pt")
+            tmp = self.out / ".summary.json.tmp"
+            tmp.write_text(json.dumps(summary, indent=2) + "\n")
+            tmp.replace(self.out / "summary.json")
+        self.metrics.close()
+        return summary
