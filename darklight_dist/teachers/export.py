@@ -158,21 +158,25 @@ class ExportReport:
                 "top1_agreement": self.top1_agreement}
 
 
-def resolve_model(spec: Union[str, nn.Module], weights: Optional[str], num_classes: int) -> nn.Module:
-    """An nn.Module from a spec (builtin / torchvision / timm:NAME / module:callable) and a state_dict file."""
+def resolve_model(spec: Union[str, nn.Module], weights: Optional[str], num_classes: int, *,
+                  flag: str = "--weights", role: str = "model") -> nn.Module:
+    """An nn.Module in eval mode from a spec (builtin / torchvision / timm:NAME / module:callable) and weights.
+
+    `flag` and `role` only shape the error text ("--teacher-weights ... do not fit teacher ...").
+    """
     from .torch import load_state_dict_file
-    if isinstance(spec, nn.Module):
-        model = spec
-    else:
-        model = build_model(spec, num_classes)
+    model = spec if isinstance(spec, nn.Module) else build_model(spec, num_classes)
     if weights:
         try:
             model.load_state_dict(load_state_dict_file(weights))
         except RuntimeError as e:
             mismatch = [ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln]
-            hint = f" Asked for {num_classes} classes; were the weights trained for another count?" if mismatch else ""
-            raise TeacherError(f"weights {weights} do not fit model '{spec}': "
-                               f"{(mismatch or str(e).splitlines())[0][:300]}.{hint}") from None
+            hint = (f" The data has {num_classes} classes; the weights were trained for another count."
+                    if mismatch and role == "teacher" else
+                    f" Asked for {num_classes} classes; the weights were trained for another count."
+                    if mismatch else "")
+            first = (mismatch or str(e).splitlines())[0][:300].rstrip(".")
+            raise TeacherError(f"{flag} {weights} do not fit {role} '{spec}': {first}.{hint}") from None
     return model.eval()
 
 

@@ -123,7 +123,8 @@ def build_teacher(cfg: Config, spec: Optional[Spec], *, num_classes: int,
     backend, why = choose_backend(t.backend, spec, device)
     onnx = is_onnx_spec(spec)
     # The fp32 module with its weights: what ONNX is exported from, and the parity reference.
-    module = None if onnx else resolve_model(spec, t.weights, num_classes)  # type: ignore[arg-type]
+    module = None if onnx else resolve_model(spec, t.weights, num_classes,  # type: ignore[arg-type]
+                                             flag="--teacher-weights", role="teacher")
     reference: Optional[nn.Module] = None
     onnx_path: Optional[Path] = Path(spec) if onnx else None  # type: ignore[arg-type]
     # Identity of a torch teacher, whatever runs it: the weights (file, else the fp32 state_dict).
