@@ -13,7 +13,7 @@ F = TypeVar("F", bound=Callable[..., int | None])
 
 
 def exit_on_darklight_error(main: F) -> F:
-    """Wrap a CLI `main`: a DarklightError prints `error: <message>` (no traceback) and exits 2.
+    """Wrap a CLI `main`: a DarklightError prints `darklight_dist: error: <message>` (no traceback), exits 2.
 
     Anything else propagates with its traceback: it is a bug, and the trace is what a bug
     report needs.
@@ -23,7 +23,11 @@ def exit_on_darklight_error(main: F) -> F:
         try:
             return main(*args, **kwargs)
         except DarklightError as e:
-            logging.shutdown()  # flush log handlers so the error is the last line
-            print(f"error: {e}", file=sys.stderr, flush=True)
+            for handler in logging.getLogger().handlers:  # the error must be the last line out
+                try:
+                    handler.flush()
+                except (OSError, ValueError):  # a handler on a closed stream must not hide the error
+                    pass
+            print(f"darklight_dist: error: {e}", file=sys.stderr, flush=True)
             raise SystemExit(e.exit_code) from None
     return wrapper  # type: ignore[return-value]

@@ -80,7 +80,7 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path, capsys):
                      "--out", str(tmp_path / "x.onnx")])
     assert e.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: unknown model 'no-such-model'") and "Traceback" not in err
+    assert err.startswith("darklight_dist: error: unknown model 'no-such-model'") and "Traceback" not in err
 
 
 def test_cli_exports_with_weights(tmp_path, capsys):
