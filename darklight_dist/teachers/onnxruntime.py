@@ -105,11 +105,8 @@ class OnnxRuntimeTeacher:
         """Logits `[N, C]` in fp32; reads `images` in place unless its dtype or layout forces a counted copy."""
         self._check_shape(images)
         x = images
-        if x.dtype != self.dtype:
-            x = x.to(self.dtype)
-            self.copies += 1
-        if not x.is_contiguous():  # ORT reads dense NCHW; channels_last costs one copy
-            x = x.contiguous()
+        if x.dtype != self.dtype or not x.is_contiguous():  # ORT reads dense NCHW of the graph's dtype
+            x = x.to(self.dtype, memory_format=torch.contiguous_format)  # both fixes in one counted copy
             self.copies += 1
         n = x.shape[0]
         out = self._out.get(n)

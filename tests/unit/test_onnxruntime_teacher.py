@@ -109,6 +109,9 @@ def test_fp16_graph_counts_the_dtype_copy(tmp_path):
     assert teacher.copies == 1 and out.dtype == torch.float32
     ref = _reference(path, x.half()).astype(np.float32)
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-3, atol=1e-3)
+    out_cl = teacher(x.contiguous(memory_format=torch.channels_last))  # dtype and layout: still one copy
+    assert teacher.copies == 2
+    np.testing.assert_allclose(out_cl.numpy(), ref, rtol=1e-3, atol=1e-3)
 
 
 class StubOrt:
