@@ -148,9 +148,14 @@ class EngineCache:
         return plan
 
     def publish(self, spec: EngineSpec, plan: bytes, extra: Optional[dict] = None) -> Path:
-        """Write plan then meta atomically; meta last, so a reader never trusts a half-written plan."""
+        """Write plan then meta atomically; meta last, so a reader never trusts a half-written plan.
+
+        Call it holding the key's lock (get_or_build does).
+        """
         d = self.entry(spec)
         d.mkdir(parents=True, exist_ok=True)
+        for stale in d.glob(".*.tmp"):  # left by a builder that died mid-write; we hold the lock now
+            stale.unlink(missing_ok=True)
         try:
             (d / META).unlink()  # an old meta must not vouch for the new plan while it is being written
         except FileNotFoundError:

@@ -55,6 +55,16 @@ def test_built_once_then_loaded(tmp_path):
     assert not list(cache.entry(SPEC).glob(".*tmp"))  # no temporary left behind
 
 
+def test_a_builder_that_died_mid_write_leaves_nothing_trusted(tmp_path):
+    cache, rec = EngineCache(tmp_path), Recorder()
+    entry = cache.entry(SPEC)
+    entry.mkdir(parents=True)
+    (entry / f".{PLAN}.12345.tmp").write_bytes(b"half a pl")  # crashed before os.replace
+    assert cache.read_verified(SPEC) is None
+    engine, status = cache.get_or_build(SPEC, rec.build, rec.load)
+    assert status == "built" and not list(entry.glob(".*.tmp"))
+
+
 def test_timing_cache_persisted_and_reused(tmp_path):
     cache, rec = EngineCache(tmp_path), Recorder()
     cache.get_or_build(SPEC, rec.build, rec.load)
