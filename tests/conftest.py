@@ -1,4 +1,7 @@
-"""Shared fixtures: small real JPEG folders on disk, a private cache, and a torchrun helper."""
+"""Shared fixtures: small real JPEG folders on disk, a private cache, and a torchrun helper.
+
+tests/ itself is put on sys.path so tests can import `fake_tensorrt` and `teacher_testkit`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,9 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 
 
 @pytest.fixture(scope="session", autouse=True)

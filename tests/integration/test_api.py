@@ -34,7 +34,9 @@ def test_distiller_with_modules_feeds_the_same_tensor_to_teacher_and_student(ima
 
     monkeypatch.setattr(Mixer, "__call__", recording_call)
     before = {k: v.clone() for k, v in student.state_dict().items()}
+    # teacher_backend torch: the hooks watch the module itself (auto would export it to ONNX Runtime)
     summary = Distiller(student, teacher, str(image_folder), kd="soft", kd_temperature=2.0, image_size=16,
+                        teacher_backend="torch",
                         val_resize_size=16, batch_size=8, workers=0, device="cpu", progress=False,
                         output_dir=str(tmp_path / "run"), **mixing).train(epochs=2)
     assert summary["steps"] == 6 and summary["backends"]["teacher"] == "torch"
