@@ -88,11 +88,13 @@ class Trainer:
         self.data = data or build_loaders(cfg, env)
         self.num_classes = cfg.student.num_classes or self.data.num_classes
         self.model = self._build_student(student)
-        self.teacher, self.teacher_reason = None, "not used (--kd none)"
+        self.teacher, self.teacher_reason, self.parity = None, "not used (--kd none)", None
+        self._evals = 0
         if cfg.distill.kd != "none":
             self.teacher, self.teacher_reason = build_teacher(cfg, teacher if teacher is not None else cfg.teacher.spec,
                                                               num_classes=self.num_classes, device=self.device)
             check_teacher_input(self.teacher.info, cfg.data.image_size, cfg.teacher.input_size)
+            self.parity = self._check_parity(teacher if teacher is not None else cfg.teacher.spec)
         mixup, cutmix = mixing_alphas(cfg.distill.kd, cfg.distill.mixup_alpha, cfg.distill.cutmix_alpha)
         self.mixer = Mixer(mixup_alpha=mixup, cutmix_alpha=cutmix, num_classes=self.num_classes, seed=cfg.run.seed,
                            rank=env.rank)
@@ -236,8 +238,17 @@ class Trainer:
                                      "written after it. Lower --lr, add --clip-grad-norm, check the data, or pass "
                                      "--on-nonfinite skip.")
 
+    def _check_parity(self, spec: Any) -> dict[str, Any]:
+        """The chosen backend against its fp32 reference on the first validation batch (TeacherError if off)."""
+        batch = next(iter(self.data.val))
+        n = batch.valid if batch.valid is not None else len(batch)
+        return teacher_parity(self.cfg, self.teacher, spec, self.teacher_view(batch.images[:n]), self.num_classes,
+                              self.device)
+
     def run_eval(self) -> dict[str, Any]:
-        """Evaluate on val/, log it, track the best top-1."""
+        """Evaluate on val/ (always a whole fresh pass), log it, track the best top-1."""
+        self._evals += 1
+        self.data.val.set_epoch(self._evals)
         res = evaluate(self.model, self.data.val, teacher=self.teacher, teacher_view=self.teacher_view,
                        device=self.device, autocast=self.autocast)
         if self.teacher_eval is None and "teacher_top1" in res:
@@ -298,7 +309,8 @@ class Trainer:
             "phases": self.metrics.phase_breakdown(), "peak_host_rss_mb": round(self.metrics.peak_rss_mb, 1),
             "peak_device_mem_mb": (round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
                                    if self.device.type == "cuda" else None),
-            "teacher_top1": self.teacher_eval, "student_top1": (self.last_eval or {}).get("top1"),
+            "teacher_top1": self.teacher_eval, "teacher_parity": self.parity,
+            "student_top1": (self.last_eval or {}).get("top1"),
             "student_top5": (self.last_eval or {}).get("top5"), "best": self.best, "final_eval": self.last_eval,
             "backends": {"data": self.data.backend, "data_reason": self.data.reason,
                          "teacher": self.teacher.info.backend if self.teacher is not None else None,

@@ -25,10 +25,12 @@ train() {  # train NAME FLAGS...: one 2-rank run, rank 0's log kept in OUT/NAME.
 
 train teacher --model digits-teacher --kd none --epochs 15 --lr 0.1 --lr-warmup-epochs 1 --eval-every-epochs 5
 train scratch --kd none --train-fraction 0.05
-train distilled --kd soft --teacher builtin:digits-teacher --teacher-weights "$OUT/teacher/student.pt" \
-  --train-fraction 0.05
-train funmatch --kd fm --kd-temperature 1 --unlabeled --teacher builtin:digits-teacher \
-  --teacher-weights "$OUT/teacher/student.pt" --epochs 30 --eval-every-epochs 10
+echo "== export the teacher to ONNX (checked against torch); the students run it with ONNX Runtime"
+python -m darklight_dist.export --model digits-teacher --weights "$OUT/teacher/student.pt" --num-classes 10 \
+  --image-size 32 --out "$OUT/teacher/teacher.onnx" 2>&1 | tail -n 1 | sed 's/^/   /'
+train distilled --kd soft --teacher "$OUT/teacher/teacher.onnx" --train-fraction 0.05
+train funmatch --kd fm --kd-temperature 1 --unlabeled --teacher "$OUT/teacher/teacher.onnx" \
+  --epochs 30 --eval-every-epochs 10
 
 echo
 python -m darklight_dist.compare "$OUT/teacher" "$OUT/scratch" "$OUT/distilled" "$OUT/funmatch" \
