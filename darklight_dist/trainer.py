@@ -32,7 +32,7 @@ from .models import build_model, count_parameters
 from .optim import build_optimizer, build_scheduler
 from .preemption import StopRequest
 from .resume import rank_state, restore, resume_spec, shared_state
-from .teachers import TeacherInfo, build_teacher
+from .teachers import TeacherInfo, build_teacher, teacher_parity
 from .testhooks import SampleLog, fault
 
 log = logging.getLogger(__name__)
