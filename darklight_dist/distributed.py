@@ -26,6 +26,9 @@ class DistEnv:
     local_world_size: int
     node_rank: int
     restart_count: int
+    """torchrun restarts of the worker group (TORCHELASTIC_RESTART_COUNT)."""
+    requeue_count: int
+    """SLURM requeues of the job (SLURM_RESTART_COUNT)."""
     device: torch.device
     backend: str | None
     """"nccl" | "gloo", or None for a single process without a group."""
@@ -95,7 +98,8 @@ def init_distributed(device_request: str = "auto", timeout_s: int = 1800) -> Dis
         if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
             kwargs["store"] = attempt_store(restarts, kwargs["timeout"])
         dist.init_process_group(**kwargs)
-    env = DistEnv(rank, world, local_rank, local_world, node_rank, restarts, device, backend)
+    env = DistEnv(rank, world, local_rank, local_world, node_rank, restarts, _env_int("SLURM_RESTART_COUNT", default=0),
+                  device, backend)
     log.info("rank %d/%d (local %d, node %d) on %s, backend %s", rank, world, local_rank, node_rank, device,
              backend or "none")
     return env

@@ -8,6 +8,7 @@ Parse the config, join the process group, build the Trainer, train, tear down. E
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -25,8 +26,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     env = None
     try:
         cfg = parse_args(argv)
+        setup_logging(int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))))  # before init: it logs
         env = init_distributed(cfg.run.device)
-        setup_logging(env.rank)
         if cfg.run.dry_run:
             if env.is_main:
                 print(to_toml(cfg), end="")

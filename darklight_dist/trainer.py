@@ -300,6 +300,7 @@ class Trainer:
         summary = {
             "stop_reason": self.stop_reason, "steps": self.step, "epochs": self.epoch, "total_steps": self.total_steps,
             "world_size": self.env.world_size, "restarts": self.env.restart_count,
+            "requeues": self.env.requeue_count,
             "interruptions": self.interruptions, "resumed_from": self.resumed_from,
             "stop_signal": ({"name": self.stop.signal_name, "noticed_at_step": self.stop.noticed_at_step}
                             if self.stop.signal_name else None),

@@ -19,7 +19,7 @@ STAGES = ["save:after_rank_files", "save:after_model", "save:before_rename", "sa
           "save:before_prune"]
 PUBLISHED = {"save:before_prune"}  # LATEST already names the new checkpoint at this stage
 
-ENV = DistEnv(rank=0, world_size=1, local_rank=0, local_world_size=1, node_rank=0, restart_count=0,
+ENV = DistEnv(rank=0, world_size=1, local_rank=0, local_world_size=1, node_rank=0, restart_count=0, requeue_count=0,
               device=torch.device("cpu"), backend=None)
 
 

@@ -45,7 +45,7 @@ def assert_bitwise(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> No
         assert torch.equal(a[k], b[k]), f"{k} differs"
 
 
-@pytest.mark.parametrize("backend,workers", [("torchvision", "0")])
+@pytest.mark.parametrize("backend,workers", [("torchvision", "0"), ("dali", "1")])
 def test_sigkill_mid_epoch_then_resume_is_bitwise_identical(backend: str, workers: str, image_folder: Path,
                                                             tmp_path: Path) -> None:
     a, a2, b = tmp_path / "a", tmp_path / "a2", tmp_path / "b"

@@ -12,7 +12,7 @@ from darklight_dist.resume import resume_spec
 
 
 def env(restarts: int) -> DistEnv:
-    return DistEnv(0, 2, 0, 2, 0, restarts, torch.device("cpu"), "gloo")
+    return DistEnv(0, 2, 0, 2, 0, restarts, 0, torch.device("cpu"), "gloo")
 
 
 @pytest.mark.parametrize("requested", ["auto", "none", "/old/run/checkpoints/step_00000100"])
