@@ -22,6 +22,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
+from .atomic import atomic_write, fsync_dir, save_file
 from .distributed import DistEnv, all_gather_object
 from .errors import CheckpointError, ConfigError
 from .testhooks import fault
@@ -32,32 +33,9 @@ MODEL_FILE, STATE_FILE, LATEST = "model.pt", "train_state.pt", "LATEST"
 _NAME = re.compile(r"step_(\d+)(?:-r(\d+))?")
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def save_file(obj: Any, path: Path) -> None:
-    """torch.save + fsync (the caller renames the enclosing directory)."""
-    with open(path, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-
-
 def write_atomic(path: Path, text: str) -> None:
-    """Replace a small text file atomically (temp file, fsync, rename)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    """Replace a small text file atomically (LATEST, summary.json, config.toml)."""
+    atomic_write(path, text)
 
 
 def load_file(path: Path) -> Any:

@@ -6,7 +6,6 @@ import importlib
 import inspect
 from typing import Callable
 
-import torch
 from torch import nn
 
 from .errors import ConfigError

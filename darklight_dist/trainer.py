@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import random
 import time
 from pathlib import Path
@@ -17,7 +16,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from . import __version__
-from .checkpoint import Checkpointer, ensure_writable, save_file, write_atomic
+from .atomic import atomic_torch_save
+from .checkpoint import Checkpointer, ensure_writable, write_atomic
 from .cli import to_toml
 from .config import Config
 from .data import DataBundle, build_loaders
@@ -321,8 +321,7 @@ class Trainer:
         }
         if self.env.is_main:
             if self.stop_reason == "completed":
-                save_file(self.student.state_dict(), self.out / ".student.pt.tmp")
-                os.replace(self.out / ".student.pt.tmp", self.out / "student.pt")
+                atomic_torch_save(self.student.state_dict(), self.out / "student.pt")
             write_atomic(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
         self.metrics.close()
         return summary

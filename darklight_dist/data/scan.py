@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
+from ..atomic import atomic_write
+
 CHUNK = 64
 """Files decoded per DALI run; a failing chunk is retried file by file to name the culprit."""
 
@@ -155,6 +157,4 @@ def write_list(path: Path, rel_paths: list[str], labels: list[int]) -> None:
     bad = [p for p in rel_paths if "\n" in p]
     if bad:
         raise ValueError(f"file name with a newline cannot go in a list: {bad[0]!r}")
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text("".join(f"{p} {lbl}\n" for p, lbl in zip(rel_paths, labels)))
-    os.replace(tmp, path)
+    atomic_write(path, "".join(f"{p} {lbl}\n" for p, lbl in zip(rel_paths, labels)))
