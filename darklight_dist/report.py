@@ -89,17 +89,21 @@ def plot(run_dir: Path, out: Optional[Path] = None) -> Path:
         speed_ax.legend(fontsize=8)
     speed_ax.set(title="images/s (all ranks)", xlabel="step", ylim=(0, None))
 
-    bottom = [0.0] * len(train)
-    for k in PHASES:
-        vals = [r.get(f"{k}_ms", 0.0) for r in train]
-        if any(vals):
+    shown = [k for k in PHASES if any(r.get(f"{k}_ms", 0.0) for r in train)]
+    series = [[r.get(f"{k}_ms", 0.0) for r in train] for k in shown]
+    if len(train) > 40:  # many records: an area chart stays readable where bars become hairlines
+        phase_ax.stackplot(steps, *series, labels=shown, colors=[COLORS[k] for k in shown], lw=0)
+    else:
+        bottom = [0.0] * len(train)
+        for k, vals in zip(shown, series):
             phase_ax.bar(steps, vals, bottom=bottom, width=_bar_width(steps), color=COLORS[k], label=k, lw=0)
             bottom = [b + v for b, v in zip(bottom, vals)]
     phase_ax.plot(steps, [r["step_ms"] for r in train], "k.", ms=3, label="measured step")
     share = (summary or {}).get("phases", {}).get("share")
     title = "ms per step by phase"
     if share:
-        title += "\nrun: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in share.items() if v >= 0.005)
+        parts = [f"{k} {100 * v:.0f}%" for k, v in share.items() if v >= 0.005]
+        title += "\nrun: " + ", ".join(parts[:3]) + ("\n" + ", ".join(parts[3:]) if parts[3:] else "")
     phase_ax.set(title=title, xlabel="step", ylabel="ms", ylim=(0, None))
     phase_ax.legend(fontsize=7, ncol=4, loc="lower center")
 
