@@ -87,7 +87,8 @@ def compare(case: str, args: argparse.Namespace) -> dict[str, Any]:
                         "workers": args.workers, "phases_share": s["phases"]["share"]}
     res = args.work_dir / f"{case}-baseline.json"
     wall = run([sys.executable, str(REPO / "benchmarks/baseline_kd.py"), "--out", str(res), *common,
-                "--teacher", c["teacher"], "--teacher-weights", str(weights)])
+                "--teacher", c["teacher"], "--teacher-weights", str(weights),
+                "--warmup-steps", str(args.warmup if steps else 0)])
     row["baseline"] = {**json.loads(res.read_text()), "process_wall_s": round(wall, 1)}
     row["speedup"] = round(row["darklight"]["images_per_s"] / row["baseline"]["images_per_s"], 3)
     row["top1_delta"] = (round(row["darklight"]["top1"] - row["baseline"]["top1"], 2)
