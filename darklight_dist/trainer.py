@@ -276,9 +276,9 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.toml").write_text(to_toml(self.cfg))
         metrics = MetricLogger(self.out, is_main=self.env.is_main, every=self.cfg.metrics.log_every_steps,
-                            total_steps=self.total_steps, start_step=self.step, device=self.device,
-                            world_size=self.env.world_size, progress=self.cfg.metrics.progress,
-                            tensorboard=self.cfg.metrics.tensorboard)
+                               total_steps=self.total_steps, start_step=self.step, device=self.device,
+                               world_size=self.env.world_size, progress=self.cfg.metrics.progress,
+                               tensorboard=self.cfg.metrics.tensorboard)
         if self._ddp is not None and not getattr(self._ddp, "_darklight_hook", False):
             self._ddp.register_comm_hook(None, ddp_split_hook(lambda: self.metrics.timer))
             self._ddp._darklight_hook = True  # a comm hook can be registered once per DDP module
