@@ -27,3 +27,5 @@ train distilled --kd soft --teacher builtin:digits-teacher --teacher-weights "$O
 
 echo
 python -m darklight_dist.compare "$OUT/teacher" "$OUT/scratch" "$OUT/distilled" --json "$OUT/demo.json"
+# plots of each run (loss, accuracy, images/s, phase breakdown); needs matplotlib (the plot extra)
+for r in teacher scratch distilled; do python -m darklight_dist.report "$OUT/$r"; done
