@@ -61,7 +61,7 @@ def prepare(case: str, args: argparse.Namespace) -> tuple[Path, Path, int]:
 
 def compare(case: str, args: argparse.Namespace) -> dict[str, Any]:
     """Both runs of one case; returns the row."""
-    c = CASES[case]
+    c = {**CASES[case], **({"epochs": args.epochs} if args.epochs else {})}
     data, weights, steps = prepare(case, args)
     common = ["--data-path", str(data), "--model", c["model"], "--kd", "soft", "--image-size", str(c["image_size"]),
               "--val-resize-size", str(c["image_size"]), "-b", str(c["batch"]), "--epochs", str(c["epochs"]),
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=8, help="rn50-rn18: training steps (2 of them warmup)")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--teacher-epochs", type=int, default=20, help="digits: epochs of the ResNet-18 teacher")
+    p.add_argument("--epochs", type=int, help="override the case's student epochs (a shorter run on a busy machine)")
     p.add_argument("-j", "--workers", type=int, default=0,
                    help="darklight's -j: DALI threads, or torchvision workers (0 = decode in the training process)")
     p.add_argument("--torch-teacher", action="store_true", help="give darklight the torch teacher even if ONNX works")
