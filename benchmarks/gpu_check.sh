@@ -3,8 +3,8 @@
 #   bash benchmarks/gpu_check.sh                  # everything present; what is missing is skipped, with the reason
 #   bash benchmarks/gpu_check.sh --dry-run        # CPU: argument handling, sections and JSON only
 #   bash benchmarks/gpu_check.sh --sections env,teacher_torch --batch 128 > gpu.json
-# Sections: env, teacher_torch (eager / compiled / CUDA graph), teacher_onnxruntime (CUDA EP), teacher_tensorrt,
-# dali_gpu (mixed decode), step_synthetic and step_jpeg (benchmarks/step.py, overlap on and off, peak memory).
+# Sections, most important first: env, teacher_torch (eager / compiled / CUDA graph), step_synthetic and step_jpeg
+# (benchmarks/step.py: overlap on and off, peak memory), dali_gpu (mixed decode), teacher_onnxruntime, teacher_tensorrt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
