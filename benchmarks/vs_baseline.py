@@ -77,6 +77,11 @@ def compare(case: str, args: argparse.Namespace) -> dict[str, Any]:
                                    "--ckpt-every-steps", str(10**9)]
     row: dict[str, Any] = {"case": case, **{k: c[k] for k in ("teacher", "model", "image_size", "batch", "epochs")},
                            "max_steps": steps or None}
+    res = args.work_dir / f"{case}-baseline.json"
+    base_cmd = [sys.executable, str(REPO / "benchmarks/baseline_kd.py"), "--out", str(res), *common,
+                "--teacher", c["teacher"], "--teacher-weights", str(weights),
+                "--warmup-steps", str(args.warmup if steps else 0)]
+    base_wall = run(base_cmd) if args.baseline_first else 0.0  # alternate the order between runs: load drifts
     wall = run(train_cmd(dl_flags))
     s = json.loads((out / "summary.json").read_text())
     rate, n = train_rate(out, c["batch"], after_step=args.warmup if steps else 0)
@@ -85,11 +90,10 @@ def compare(case: str, args: argparse.Namespace) -> dict[str, Any]:
                         "peak_host_pss_mb": max(s["peak_host_pss_mb_per_rank"]), "process_wall_s": round(wall, 1),
                         "teacher_backend": s["backends"]["teacher"], "data_backend": s["backends"]["data"],
                         "workers": args.workers, "phases_share": s["phases"]["share"]}
-    res = args.work_dir / f"{case}-baseline.json"
-    wall = run([sys.executable, str(REPO / "benchmarks/baseline_kd.py"), "--out", str(res), *common,
-                "--teacher", c["teacher"], "--teacher-weights", str(weights),
-                "--warmup-steps", str(args.warmup if steps else 0)])
-    row["baseline"] = {**json.loads(res.read_text()), "process_wall_s": round(wall, 1)}
+    if not args.baseline_first:
+        base_wall = run(base_cmd)
+    row["baseline"] = {**json.loads(res.read_text()), "process_wall_s": round(base_wall, 1)}
+    row["order"] = "baseline first" if args.baseline_first else "darklight first"
     row["speedup"] = round(row["darklight"]["images_per_s"] / row["baseline"]["images_per_s"], 3)
     row["top1_delta"] = (round(row["darklight"]["top1"] - row["baseline"]["top1"], 2)
                          if row["darklight"]["top1"] is not None else None)
@@ -107,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="override the case's student epochs (a shorter run on a busy machine)")
     p.add_argument("-j", "--workers", type=int, default=0,
                    help="darklight's -j: DALI threads, or torchvision workers (0 = decode in the training process)")
+    p.add_argument("--baseline-first", action="store_true", help="run the baseline before darklight_dist")
     p.add_argument("--torch-teacher", action="store_true", help="give darklight the torch teacher even if ONNX works")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--work-dir", type=Path, default=Path("/tmp/darklight_bench/vs_baseline"))
