@@ -100,6 +100,14 @@ def train_cmd(args: list[str], nproc: int = 0) -> list[str]:
     return [sys.executable, "-m", "darklight_dist.train", *args]
 
 
+def fresh(out: Path) -> Path:
+    """An empty output folder: a run appends to an existing log.jsonl, which would mix two runs' records."""
+    import shutil
+
+    shutil.rmtree(out, ignore_errors=True)
+    return out
+
+
 def run(cmd: list[str], env: Optional[dict[str, str]] = None, timeout: int = 3600) -> float:
     """Run a command (output kept for errors); returns its wall seconds."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), **(env or {})}

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fixtures import PAIRS, machine, random_weights, run, train_cmd, train_rate
+from fixtures import PAIRS, fresh, machine, random_weights, run, train_cmd, train_rate
 
 
 def one(pair: Any, args: argparse.Namespace, nproc: int, threads: int, weights: Path, out: Path) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def one(pair: Any, args: argparse.Namespace, nproc: int, threads: int, weights: 
     n = args.warmup + args.steps
     flags = ["--teacher", pair.teacher, "--teacher-weights", str(weights), "--model", pair.student, "--kd", "soft",
              "--image-size", str(pair.image_size), "--val-resize-size", str(pair.image_size),
-             "-b", str(pair.batch_size), "--epochs", "1", "--max-steps", str(n), "--output-dir", str(out),
+             "-b", str(pair.batch_size), "--epochs", "1", "--max-steps", str(n), "--output-dir", str(fresh(out)),
              "--resume", "none", "--progress", "false", "--log-every-steps", "1", "--device", args.device,
              "--ckpt-every-steps", str(10**9), "--eval-every-epochs", "1000", "--lr", "0.01"]
     if args.data == "digits":

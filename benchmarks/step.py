@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fixtures import PAIRS, jpeg_folder, machine, median, random_weights, run, train_cmd, train_records
+from fixtures import PAIRS, fresh, jpeg_folder, machine, median, random_weights, run, train_cmd, train_records
 
 PHASES = ("data", "teacher", "student", "allreduce", "optimizer", "other")
 
@@ -93,7 +93,7 @@ def full(pair: Any, args: argparse.Namespace, teacher_weights: Path, data: Path 
     """A real training run for warmup + steps steps; per-step numbers from its log past the warmup."""
     n = args.warmup + args.steps
     flags = common_flags(pair, args, teacher_weights) + [
-        "--output-dir", str(out), "--resume", "none", "--epochs", "1", "--max-steps", str(n),
+        "--output-dir", str(fresh(out)), "--resume", "none", "--epochs", "1", "--max-steps", str(n),
         "--log-every-steps", str(args.log_every), "--progress", "false", "--overlap", str(overlap).lower(),
         "--ckpt-every-steps", str(10**9), "--eval-every-epochs", "1000"]
     if data is None:

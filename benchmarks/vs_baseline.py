@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fixtures import (REPO, export_onnx, jpeg_folder, machine, onnx_teachers_supported, random_weights, run,
-                      train_cmd, train_rate)
+from fixtures import (REPO, export_onnx, fresh, jpeg_folder, machine, onnx_teachers_supported, random_weights,
+                      run, train_cmd, train_rate)
 
 CASES: dict[str, dict[str, Any]] = {
     "digits": {"teacher": "resnet18", "model": "digits-cnn", "image_size": 32, "batch": 128, "epochs": 30,
@@ -70,7 +70,7 @@ def compare(case: str, args: argparse.Namespace) -> dict[str, Any]:
     if onnx_teachers_supported() and not args.torch_teacher:
         teacher = ["--teacher", str(export_onnx(c["teacher"], 10, weights, c["image_size"],
                                                 weights.with_suffix(".onnx")))]
-    out = args.work_dir / f"{case}-darklight"
+    out = fresh(args.work_dir / f"{case}-darklight")
     dl_flags = common + teacher + ["--teacher-backend", "auto", "--data-backend", "auto", "-j", str(args.workers),
                                    "--output-dir", str(out), "--resume", "none", "--progress", "false",
                                    "--log-every-steps", "1" if steps else "10", "--eval-every-epochs", "1000",
