@@ -8,7 +8,7 @@ import logging
 import random
 import time
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -23,13 +23,15 @@ from .config import Config
 from .data import DataBundle, build_loaders
 from .data.batch import Batch
 from .data.mixing import Mixer, mixing_alphas
-from .distributed import DistEnv, all_reduce_min
+from .distributed import DistEnv, all_gather_object, all_reduce_min
 from .errors import ConfigError, NonFiniteLossError
 from .evaluation import evaluate
 from .losses import build_loss
-from .metrics import MetricLogger
+from .memory import device_free_bytes, device_peaks_mb
+from .metrics import MetricLogger, ddp_split_hook
 from .models import build_model, count_parameters
 from .optim import build_optimizer, build_scheduler
+from .overlap import Ahead, TeacherFeed, overlap_decision
 from .preemption import StopRequest
 from .resume import rank_state, restore, resume_spec, shared_state
 from .teachers import TeacherInfo, build_teacher, teacher_parity
@@ -90,11 +92,16 @@ class Trainer:
         self.model = self._build_student(student)
         self.teacher, self.teacher_reason, self.parity = None, "not used (--kd none)", None
         self._evals = 0
+        free_before = device_free_bytes(self.device)
         if cfg.distill.kd != "none":
             self.teacher, self.teacher_reason = build_teacher(cfg, teacher if teacher is not None else cfg.teacher.spec,
                                                               num_classes=self.num_classes, device=self.device)
             check_teacher_input(self.teacher.info, cfg.data.image_size, cfg.teacher.input_size)
             self.parity = self._check_parity(teacher if teacher is not None else cfg.teacher.spec)
+        # measured, whatever allocates it (torch, TensorRT, ORT arenas): the driver's free memory before and after
+        self.teacher_device_mb = (None if free_before is None else
+                                  round((free_before - device_free_bytes(self.device)) / 2**20, 1))
+        self.overlap, self.overlap_reason = overlap_decision(cfg.run.overlap, self.device, self.teacher is not None)
         mixup, cutmix = mixing_alphas(cfg.distill.kd, cfg.distill.mixup_alpha, cfg.distill.cutmix_alpha)
         self.mixer = Mixer(mixup_alpha=mixup, cutmix_alpha=cutmix, num_classes=self.num_classes, seed=cfg.run.seed,
                            rank=env.rank)
@@ -129,8 +136,9 @@ class Trainer:
         self.student = model  # unwrapped: what checkpoints hold
         log.info("student: %s, %.2fM parameters", self.cfg.student.model or type(model).__name__,
                  count_parameters(model) / 1e6)
+        self._ddp = None
         if self.env.distributed:
-            model = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            model = self._ddp = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         return torch.compile(model) if self.cfg.run.compile else model
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -153,25 +161,37 @@ class Trainer:
         """Resume if asked, train to the last step (or a stop request), evaluate, write the summary."""
         self.resume()
         self.metrics = self._make_metrics()
+        feed = TeacherFeed(self.teacher_logits, self.metrics.timer, overlap=self.overlap)
         self.stop = StopRequest()
         self.model.train()
         t0 = time.perf_counter()
         while self.step < self.total_steps and self.stop_reason == "completed":
             self.data.train.set_epoch(self.epoch)
-            for batch in self._timed(self.data.train):
-                self.train_step(batch)
+            for batch, ahead in feed.epoch(self._mixed(self.data.train)):
+                self.train_step(batch) if ahead is None else self.train_step(batch, ahead)  # subclasses: (batch)
                 self._after_step()
                 if self.step >= self.total_steps or self.stop_reason != "completed":
                     break
         self.stop.close()
         return self.finish(time.perf_counter() - t0)
 
-    def train_step(self, batch: Batch) -> None:
-        """Mix once; teacher and student on the same device tensor; loss; backward; optimizer and LR step."""
-        images, targets = self.mixer(batch.images, batch.labels)
-        with self.metrics.timer.phase("teacher"):
-            t_logits = self.teacher(self.teacher_view(images)) if self.teacher is not None else None
-        with self.metrics.timer.phase("student"):
+    def _mixed(self, loader: Iterable[Batch]) -> Iterator[Batch]:
+        """Mix each batch once as it leaves the loader, before anything sees it: teacher (also when it
+        runs ahead on its side stream, where this generator is advanced) and student get the same image."""
+        for batch in loader:
+            images, targets = self.mixer(batch.images, batch.labels)
+            yield Batch(images, targets, batch.indices, batch.valid) if images is not batch.images else batch
+
+    def teacher_logits(self, images: torch.Tensor) -> Optional[torch.Tensor]:
+        """The frozen teacher's logits for the batch (None without a teacher)."""
+        return self.teacher(self.teacher_view(images)) if self.teacher is not None else None
+
+    def train_step(self, batch: Batch, ahead: Optional[Ahead] = None) -> None:
+        """Teacher and student on the same (mixed) device tensor; loss; backward; optimizer and LR step."""
+        images, targets = batch.images, batch.labels
+        with self.metrics.timer.phase("teacher"):  # with overlap: only the wait for the side stream
+            t_logits = ahead.wait() if ahead is not None else self.teacher_logits(images)
+        with self.metrics.timer.phase("student", tail="allreduce"):  # the DDP hook marks where the tail begins
             with self.autocast():
                 s_logits = self.model(images)
             loss, parts = self.loss_fn(s_logits, t_logits, targets)
@@ -202,15 +222,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
 
-    def _timed(self, loader: Any) -> Iterator[Batch]:
-        it = iter(loader)
-        while True:
-            with self.metrics.timer.phase("data"):
-                batch = next(it, None)
-            if batch is None:
-                return
-            yield batch
-
     def _after_step(self) -> None:
         """Components decide: log, evaluate, stop on request, checkpoint."""
         epoch_end = self.step % self.steps_per_epoch == 0  # every rank runs the same steps per epoch
@@ -222,10 +233,12 @@ class Trainer:
         if self.metrics.maybe_log(self.step, self.epoch, self.scheduler.get_last_lr()[0], force=last or epoch_end):
             self._check_finite()
         if epoch_end and (self.epoch % self.cfg.metrics.eval_every_epochs == 0 or last):
-            self.run_eval()
+            with self.metrics.excluded():  # not a step: kept out of the phases and of images/s
+                self.run_eval()
         if self.checkpointer.should_save(self.step, epoch_end=epoch_end,
                                          last=last or self.stop_reason != "completed"):
-            self.save()
+            with self.metrics.excluded():
+                self.save()
 
     def _check_finite(self) -> None:
         """Collective: stop every rank if the loss was non-finite on any rank since the start."""
@@ -287,16 +300,21 @@ class Trainer:
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_atomic(self.out / "config.toml", to_toml(self.cfg))
-        return MetricLogger(self.out, is_main=self.env.is_main, every=self.cfg.metrics.log_every_steps,
-                            total_steps=self.total_steps, start_step=self.step, device=self.device,
-                            world_size=self.env.world_size, progress=self.cfg.metrics.progress,
-                            tensorboard=self.cfg.metrics.tensorboard)
+        metrics = MetricLogger(self.out, is_main=self.env.is_main, every=self.cfg.metrics.log_every_steps,
+                               total_steps=self.total_steps, start_step=self.step, device=self.device,
+                               world_size=self.env.world_size, progress=self.cfg.metrics.progress,
+                               tensorboard=self.cfg.metrics.tensorboard)
+        if self._ddp is not None and not getattr(self._ddp, "_darklight_hook", False):
+            self._ddp.register_comm_hook(None, ddp_split_hook(lambda: self.metrics.timer))
+            self._ddp._darklight_hook = True  # a comm hook can be registered once per DDP module
+        return metrics
 
     def finish(self, wall_s: float) -> dict[str, Any]:
         """Final evaluation if none ran at this step, summary.json, final weights; returns the summary."""
         if self.eval_step != self.step and self.stop_reason == "completed":
             self.run_eval()
         self.metrics.maybe_log(self.step, self.epoch, self.scheduler.get_last_lr()[0], force=True)
+        host = all_gather_object(self.metrics.memory.stop())  # a collective: every rank reaches finish()
         summary = {
             "stop_reason": self.stop_reason, "steps": self.step, "epochs": self.epoch, "total_steps": self.total_steps,
             "world_size": self.env.world_size, "restarts": self.env.restart_count,
@@ -307,16 +325,19 @@ class Trainer:
             "skipped_steps": self.skipped_steps,
             "images_seen": self.metrics.images_seen, "wall_s": round(wall_s, 3),
             "images_per_s": round(self.metrics.images_seen / max(wall_s, 1e-9), 2),
-            "phases": self.metrics.phase_breakdown(), "peak_host_rss_mb": round(self.metrics.peak_rss_mb, 1),
-            "peak_device_mem_mb": (round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
-                                   if self.device.type == "cuda" else None),
+            "phases": self.metrics.phase_breakdown(), "peak_host_rss_mb": host[self.env.rank]["rss_mb"],
+            "peak_host_rss_mb_per_rank": [h["rss_mb"] for h in host],
+            "peak_host_pss_mb_per_rank": [h["pss_mb"] for h in host],
+            "peak_device_mem_mb": device_peaks_mb(self.device)["allocated"],
+            "device_memory_mb": {**device_peaks_mb(self.device), "teacher": self.teacher_device_mb},
             "teacher_top1": self.teacher_eval, "teacher_parity": self.parity,
             "student_top1": (self.last_eval or {}).get("top1"),
             "student_top5": (self.last_eval or {}).get("top5"), "best": self.best, "final_eval": self.last_eval,
             "backends": {"data": self.data.backend, "data_reason": self.data.reason,
                          "teacher": self.teacher.info.backend if self.teacher is not None else None,
                          "teacher_reason": self.teacher_reason, "teacher_copies": getattr(self.teacher, "copies", 0),
-                         "process_group": self.env.backend, "device": str(self.device)},
+                         "process_group": self.env.backend, "device": str(self.device),
+                         "overlap": self.overlap, "overlap_reason": self.overlap_reason},
             "student_parameters": count_parameters(self.student), "version": __version__,
         }
         if self.env.is_main:

@@ -35,3 +35,5 @@ train funmatch --kd fm --kd-temperature 1 --unlabeled --teacher "$OUT/teacher/te
 echo
 python -m darklight_dist.compare "$OUT/teacher" "$OUT/scratch" "$OUT/distilled" "$OUT/funmatch" \
   --json "$OUT/demo.json"
+# plots of each run (loss, accuracy, images/s, phase breakdown); needs matplotlib (the plot extra)
+for r in teacher scratch distilled funmatch; do python -m darklight_dist.report "$OUT/$r"; done
