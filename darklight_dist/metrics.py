@@ -75,13 +75,25 @@ class PhaseTimer:
                 self.add(name, start, end)
             self._mark = end
 
+    def start(self) -> None:
+        """Begin the contiguous timeline now (what comes before the first phase is "other")."""
+        self._mark = self.now()
+
     def split(self) -> None:
         """Mark where the enclosing phase's tail begins (the DDP comm hook calls it per bucket; the last wins)."""
         self._split = self.now()
 
     @contextmanager
     def excluded(self) -> Iterator[None]:
-        """A block that belongs to no step (evaluation, checkpoint): the next "other" starts after it."""
+        """A block that belongs to no step (evaluation, checkpoint): the next "other" starts after it.
+
+        The time since the last phase (logging, the stop and finiteness checks before the block) is
+        still "other": the step time counts it, so the phases must too.
+        """
+        start = self.now()
+        if self._mark is not None:
+            self.add("other", self._mark, start)
+        self._mark = None
         try:
             yield
         finally:
@@ -128,6 +140,7 @@ class MetricLogger:
         self.memory = MemorySampler().start()  # every rank: summary.json has each rank's peak
         self._sums: dict[str, torch.Tensor] = {}
         self._count, self._images, self._t0, self._excluded_s = 0, 0, time.perf_counter(), 0.0
+        self.timer.start()  # the wall clock and the phases start together: set-up before step 1 is "other"
         self.images_seen, self.steps_timed = 0, 0
         self.last_record: dict[str, Any] = {}
         self._jsonl = self._bar = self._tb = None
