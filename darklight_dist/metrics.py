@@ -59,9 +59,7 @@ class PhaseTimer:
     @contextmanager
     def phase(self, name: str, tail: Optional[str] = None) -> Iterator[None]:
         """Time the block as `name`; if `split()` is called inside, the time after the split goes to `tail`."""
-        start = self.now()
-        if self._mark is not None:
-            self.add("other", self._mark, start)
+        start = self._close_gap()
         self._split = None
         try:
             yield
@@ -90,14 +88,19 @@ class PhaseTimer:
         The time since the last phase (logging, the stop and finiteness checks before the block) is
         still "other": the step time counts it, so the phases must too.
         """
-        start = self.now()
-        if self._mark is not None:
-            self.add("other", self._mark, start)
+        self._close_gap()
         self._mark = None
         try:
             yield
         finally:
             self._mark = self.now()
+
+    def _close_gap(self) -> Any:
+        """Book the time since the last phase ended as "other"; returns now."""
+        now = self.now()
+        if self._mark is not None:
+            self.add("other", self._mark, now)
+        return now
 
     def collect(self) -> dict[str, float]:
         """Milliseconds per phase (and extras) since the last call (synchronizes on the recorded events only)."""

@@ -27,7 +27,7 @@ train teacher --model digits-teacher --kd none --epochs 15 --lr 0.1 --lr-warmup-
 train scratch --kd none --train-fraction 0.05
 echo "== export the teacher to ONNX (checked against torch); the students run it with ONNX Runtime"
 python -m darklight_dist.export --model digits-teacher --weights "$OUT/teacher/student.pt" --num-classes 10 \
-  --image-size 32 --out "$OUT/teacher/teacher.onnx" 2>&1 | tr -s ' \n' ' ' | cut -c1-200 | sed 's/^/   /'; echo
+  --image-size 32 --out "$OUT/teacher/teacher.onnx" 2>&1 | sed -n 's/^.*exported/   exported/p'
 train distilled --kd soft --teacher "$OUT/teacher/teacher.onnx" --train-fraction 0.05
 train funmatch --kd fm --kd-temperature 1 --unlabeled --teacher "$OUT/teacher/teacher.onnx" \
   --epochs 30 --eval-every-epochs 10
