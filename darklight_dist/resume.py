@@ -46,11 +46,7 @@ def shared_state(t: "Trainer") -> dict[str, Any]:
 
 def rank_state(t: "Trainer") -> dict[str, Any]:
     """This rank's stream: host RNGs, loader position/RNG, mixing RNG."""
-    state = {"rng": rng_state(), "data": t.data.train.state_dict()}
-    mixer = getattr(t, "mixer", None)
-    if mixer is not None:
-        state["mixer"] = mixer.state_dict()
-    return state
+    return {"rng": rng_state(), "data": t.data.train.state_dict(), "mixer": t.mixer.state_dict()}
 
 
 def restore(t: "Trainer", path: Path) -> None:
@@ -76,9 +72,7 @@ def restore(t: "Trainer", path: Path) -> None:
     if per_rank is not None:
         set_rng_state(per_rank["rng"])
         t.data.train.load_state_dict(per_rank["data"])
-        mixer = getattr(t, "mixer", None)
-        if mixer is not None and "mixer" in per_rank:
-            mixer.load_state_dict(per_rank["mixer"])
+        t.mixer.load_state_dict(per_rank["mixer"])
     else:
         log.warning("checkpoint %s was written by %s ranks, this run has %d: the data shards differ, so the run "
                     "resumes at the start of epoch %d (the %d steps done in it are replayed)", path,
