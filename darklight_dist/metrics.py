@@ -15,9 +15,9 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from .memory import MemorySampler, process_tree_rss_mb
+from .memory import MemorySampler
 
-__all__ = ["PHASES", "PhaseTimer", "MetricLogger", "ddp_split_hook", "process_tree_rss_mb"]
+__all__ = ["PHASES", "PhaseTimer", "MetricLogger", "ddp_split_hook"]
 
 PHASES: tuple[str, ...] = ("data", "teacher", "student", "allreduce", "optimizer", "other")
 """Data wait, teacher forward, student forward+backward, the all-reduce left after the backward (the part DDP
@@ -59,7 +59,7 @@ class PhaseTimer:
     @contextmanager
     def phase(self, name: str, tail: Optional[str] = None) -> Iterator[None]:
         """Time the block as `name`; if `split()` is called inside, the time after the split goes to `tail`."""
-        start = self._close_gap()
+        start = self.close_gap()
         self._split = None
         try:
             yield
@@ -88,18 +88,19 @@ class PhaseTimer:
         The time since the last phase (logging, the stop and finiteness checks before the block) is
         still "other": the step time counts it, so the phases must too.
         """
-        self._close_gap()
+        self.close_gap()
         self._mark = None
         try:
             yield
         finally:
             self._mark = self.now()
 
-    def _close_gap(self) -> Any:
-        """Book the time since the last phase ended as "other"; returns now."""
+    def close_gap(self) -> Any:
+        """Book the time since the last phase ended as "other" and restart the gap here; returns now."""
         now = self.now()
         if self._mark is not None:
             self.add("other", self._mark, now)
+            self._mark = now
         return now
 
     def collect(self) -> dict[str, float]:
@@ -162,11 +163,6 @@ class MetricLogger:
                     raise ConfigError("--tensorboard needs the tensorboard package: pip install 'darklight-dist[tb]'")
                 self._tb = SummaryWriter(str(Path(output_dir) / "tb"))
 
-    @property
-    def peak_rss_mb(self) -> float:
-        """This rank's peak host RSS of the whole process tree so far, in MB."""
-        return self.memory.peak_rss_mb
-
     def update(self, parts: dict[str, torch.Tensor], n_images: int) -> None:
         """Record one step's detached loss parts (no sync) and its image count (this rank)."""
         for k, v in parts.items():
@@ -189,6 +185,7 @@ class MetricLogger:
         if self._count == 0 or not (force or step % self.every == 0):
             return None
         now = time.perf_counter()  # the log's own cost falls in the next interval, for the phases as for the wall
+        self.timer.close_gap()  # book "other" up to this instant (e.g. the stop check's wait), not into the next record
         phases = self.timer.collect()
         elapsed = max(now - self._t0 - self._excluded_s, 1e-9)
         rec: dict[str, Any] = {"type": "train", "step": step, "epoch": epoch, "lr": lr}
